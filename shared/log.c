@@ -1,0 +1,130 @@
+/*
+ * log.c - event logging to stderr (foreground) or syslog (mail facility).
+ *
+ * A line is "[sessid ]text"; stderr lines get a time stamp and the
+ * priority name.  Each line is written with one write(2) so that lines of
+ * concurrent threads never interleave.
+ */
+#include <sys/time.h>
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "log.h"
+
+static bool log_stderr = true;
+static int log_max = LOG_INFO;
+static const char *log_ident = "sluice";
+
+static const char *const prio_names[] = { "emerg", "alert", "crit", "error",
+	"warning", "notice", "info", "debug" };
+
+void
+sl_log_init(const char *ident, bool to_stderr)
+{
+	log_ident = ident;
+	log_stderr = to_stderr;
+	if (!to_stderr)
+		openlog(ident, LOG_PID | LOG_NDELAY, LOG_MAIL);
+}
+
+void
+sl_log_set_level(int max_priority)
+{
+	log_max = max_priority;
+}
+
+int
+sl_log_level(void)
+{
+	return log_max;
+}
+
+void
+sl_vlog(int priority, const char *sessid, const char *fmt, va_list ap)
+{
+	char msg[2048], line[2300];
+	struct timeval tv;
+	struct tm tm;
+	int n, saved = errno;
+	size_t i;
+
+	if (priority > log_max)
+		return;
+	n = vsnprintf(msg, sizeof(msg), fmt, ap);
+	if (n < 0)
+		return;
+	/* A peer's bytes may reach a log line: never let them split it. */
+	for (i = 0; msg[i] != '\0'; i++)
+		if (msg[i] == '\n' || msg[i] == '\r')
+			msg[i] = ' ';
+	if (!log_stderr) {
+		if (sessid != NULL)
+			syslog(priority, "%s %s", sessid, msg);
+		else
+			syslog(priority, "%s", msg);
+		errno = saved;
+		return;
+	}
+	gettimeofday(&tv, NULL);
+	localtime_r(&tv.tv_sec, &tm);
+	n = snprintf(line, sizeof(line),
+	    "%04d-%02d-%02dT%02d:%02d:%02d.%03ld %s[%ld]: %s: %s%s%s\n",
+	    tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
+	    tm.tm_min, tm.tm_sec, (long)tv.tv_usec / 1000, log_ident,
+	    (long)getpid(),
+	    prio_names[priority & 7], sessid != NULL ? sessid : "",
+	    sessid != NULL ? " " : "", msg);
+	if (n < 0)
+		return;
+	if ((size_t)n >= sizeof(line)) {
+		n = sizeof(line) - 1;
+		line[n - 1] = '\n';
+	}
+	(void)!write(STDERR_FILENO, line, (size_t)n);
+	errno = saved;
+}
+
+void
+sl_log(int priority, const char *sessid, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	sl_vlog(priority, sessid, fmt, ap);
+	va_end(ap);
+}
+
+void
+sl_fatal(const char *fmt, ...)
+{
+	va_list ap;
+	char msg[2048];
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	if (!log_stderr)
+		syslog(LOG_CRIT, "fatal: %s", msg);
+	fprintf(stderr, "%s: %s\n", log_ident, msg);
+	exit(1);
+}
+
+void
+sl_panic(const char *fmt, ...)
+{
+	va_list ap;
+	char msg[2048];
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	if (!log_stderr)
+		syslog(LOG_CRIT, "panic: %s", msg);
+	fprintf(stderr, "%s: panic: %s\n", log_ident, msg);
+	abort();
+}

@@ -1,0 +1,39 @@
+/*
+ * log.h - one event per line: session id first, then key=value pairs.
+ *
+ * Three severities, as in Postfix: sl_log() for what peers, plugins and
+ * back ends did; sl_fatal() for start-up and environment problems only
+ * (prints and exits 1); sl_panic() and SL_ASSERT() for our own bugs
+ * (abort, core dump).  Thread-safe.  Before sl_log_init() everything goes
+ * to stderr.
+ */
+#ifndef SL_LOG_H
+#define SL_LOG_H
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <syslog.h>
+
+/* to_stderr: true with -f; otherwise syslog, facility mail. */
+void sl_log_init(const char *ident, bool to_stderr);
+/* Messages above this priority (e.g. LOG_DEBUG) are dropped. */
+void sl_log_set_level(int max_priority);
+int sl_log_level(void);
+/* sessid may be NULL (daemon-wide events). */
+void sl_log(int priority, const char *sessid, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+void sl_vlog(int priority, const char *sessid, const char *fmt, va_list ap)
+    __attribute__((format(printf, 3, 0)));
+void sl_fatal(const char *fmt, ...) __attribute__((format(printf, 1, 2)))
+__attribute__((noreturn));
+void sl_panic(const char *fmt, ...) __attribute__((format(printf, 1, 2)))
+__attribute__((noreturn));
+
+#define SL_ASSERT(e)                                                         \
+	do {                                                                 \
+		if (!(e))                                                    \
+			sl_panic("assertion failed: %s (%s:%d)", #e,         \
+			    __FILE__, __LINE__);                             \
+	} while (0)
+
+#endif

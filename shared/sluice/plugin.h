@@ -1,0 +1,281 @@
+/*
+ * sluice/plugin.h - the plugin ABI of libsluice.
+ *
+ * A plugin is a shared object that exports one descriptor named
+ * "sluice_plugin" (struct sl_plugin).  The core checks .abi before it calls
+ * anything, validates the plugin's options against its .conf table, calls
+ * .init once per "plugin NAME ..." line, then calls the hooks in chain
+ * order.  Every hook runs on the loop thread that owns the connection; a
+ * hook never blocks and never writes to the client: it returns a verdict
+ * now, or SL_PENDING and later resumes the session exactly once through
+ * sl_async_done().  Changes to the message go through the edit API.
+ *
+ * This header carries no libevent or OpenSSL types.
+ */
+#ifndef SLUICE_PLUGIN_H
+#define SLUICE_PLUGIN_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <sluice/conf.h>
+
+#define SL_PLUGIN_ABI 1
+
+/* Verdicts, as in qpsmtpd. */
+enum sl_verdict {
+	SL_DECLINED = 0,	/* no opinion: next plugin */
+	SL_OK,			/* accept at this stage: skip the rest of the chain */
+	SL_DENY,		/* 5xx */
+	SL_DENYSOFT,		/* 4xx */
+	SL_DENY_DISCONNECT,	/* 5xx, then close (plain 5xx in milterd) */
+	SL_DENYSOFT_DISCONNECT, /* 4xx, then close */
+	SL_DISCARD,		/* accept and drop the message */
+	SL_DONE,		/* the plugin set the reply itself */
+	SL_PENDING,		/* asynchronous: see sl_async_begin() */
+};
+
+enum sl_hook_id {
+	SL_HOOK_CONNECT = 0,
+	SL_HOOK_HELO,
+	SL_HOOK_AUTH,
+	SL_HOOK_MAIL,
+	SL_HOOK_RCPT,
+	SL_HOOK_DATA,
+	SL_HOOK_HEADER,
+	SL_HOOK_EOH,
+	SL_HOOK_BODY,
+	SL_HOOK_DATA_POST,
+	SL_HOOK_QUEUE,
+	SL_HOOK_RESET,
+	SL_HOOK_DISCONNECT,
+	SL_HOOK_UNRECOGNIZED,
+	SL_HOOK_DENY,
+	SL_HOOK_MAX
+};
+
+enum sl_front_end {
+	SL_FRONT_SMTPD = 1,
+	SL_FRONT_MILTERD = 2,
+};
+
+struct sl_conn;	    /* a client connection (smtpd) or milter session */
+struct sl_txn;	    /* one message transaction, reset by RSET / MAIL */
+struct sl_hookctx;  /* what one hook call sees; valid during the call */
+struct sl_async;    /* a suspended hook, see sl_async_begin() */
+
+/*
+ * What a hook call is about.  Strings are borrowed for the call only.
+ *   helo:         arg = the HELO/EHLO argument
+ *   mail:         arg = the reverse-path without <> ("" for the null path),
+ *                 params = ESMTP parameters as "KEY=VALUE" strings
+ *   rcpt:         arg = the forward-path without <>, params as for mail
+ *   header:       name, value = what follows the colon, leading blanks
+ *                 removed, without the final line end; a folded header
+ *                 keeps its inner LF and the white space after it
+ *   body:         data/len = a chunk of the body, LF line ends
+ *   unrecognized: arg = the whole command line
+ *   deny:         arg = the name of the plugin that denied, denied_hook
+ *   auth:         arg = the mechanism, name = the authentication identity
+ */
+struct sl_hookargs {
+	enum sl_hook_id hook;
+	const char *arg;
+	const char *const *params;
+	size_t nparams;
+	const char *name;
+	const char *value;
+	const uint8_t *data;
+	size_t len;
+	enum sl_hook_id denied_hook;
+	enum sl_verdict denied_verdict;
+};
+
+typedef enum sl_verdict (*sl_hook_fn)(void *state, struct sl_hookctx *ctx);
+
+struct sl_plugin {
+	unsigned int abi;	      /* SL_PLUGIN_ABI */
+	const char *name;	      /* as in "plugin NAME" */
+	const struct sl_conf_def *conf; /* option table, SL_CONF_END-terminated */
+	size_t state_size;	      /* bytes of option storage (calloc'ed) */
+	/*
+	 * Called once per config line after the options were stored into a
+	 * zeroed block of state_size bytes (*state_r on entry points to it).
+	 * May replace *state_r.  Returns 0, or -1 with *error_r set (static
+	 * or allocated with sl_xasprintf and then freed by the core):
+	 * start-up then fails with file:line: plugin NAME: error.
+	 */
+	int (*init)(void **state_r, const char **error_r);
+	void (*fini)(void *state); /* must free what init allocated */
+	sl_hook_fn hooks[SL_HOOK_MAX];
+	unsigned int front_ends;  /* SL_FRONT_* bits; 0 = both */
+};
+
+/* --- hook context ---------------------------------------------------- */
+
+const struct sl_hookargs *sl_hook_args(const struct sl_hookctx *ctx);
+struct sl_conn *sl_hook_conn(const struct sl_hookctx *ctx);
+/* NULL outside a transaction (connect, helo, disconnect ...). */
+struct sl_txn *sl_hook_txn(const struct sl_hookctx *ctx);
+/* The plugin instance's name: "NAME" or the line's name= option. */
+const char *sl_hook_plugin_name(const struct sl_hookctx *ctx);
+
+/*
+ * Set the reply that goes with the verdict this hook returns (or passes to
+ * sl_async_done).  code 0 keeps the front end's default for the verdict;
+ * enh may be NULL.  text is one line; CR, LF and NUL are replaced.
+ */
+void sl_hook_reply(struct sl_hookctx *ctx, int code, const char *enh,
+    const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+
+/* Log one event, prefixed with the session id and plugin name. */
+void sl_hook_log(struct sl_hookctx *ctx, int priority, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/*
+ * Asynchronous hooks.  sl_async_begin() returns a handle; the hook then
+ * returns SL_PENDING.  Later, on the connection's loop thread, the plugin
+ * calls sl_async_reply() (optional) and sl_async_done() exactly once.  If
+ * the hook timed out or the session ended first, sl_async_done() only
+ * frees the handle: a late resume is harmless.  sl_async_is_live() says
+ * whether the session still waits.
+ */
+struct sl_async *sl_async_begin(struct sl_hookctx *ctx);
+bool sl_async_is_live(const struct sl_async *a);
+void sl_async_reply(struct sl_async *a, int code, const char *enh,
+    const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+void sl_async_done(struct sl_async *a, enum sl_verdict v);
+
+/*
+ * Worker pool: run work(arg) on a worker thread, then done(arg) on the
+ * loop thread that owns the hook's connection.  done is always called,
+ * even if the session ended meanwhile (check sl_async_is_live there).
+ */
+typedef void (*sl_work_fn)(void *arg);
+void sl_hook_run_worker(struct sl_hookctx *ctx, sl_work_fn work,
+    sl_work_fn done, void *arg);
+
+/*
+ * One-shot timer on the connection's loop thread: fn(arg) after ms.
+ * Returns a handle for sl_timer_cancel(), which also frees it.  fn must
+ * not cancel its own timer; the core frees a fired timer.
+ */
+struct sl_timer;
+struct sl_timer *sl_hook_timer(struct sl_hookctx *ctx, unsigned int ms,
+    sl_work_fn fn, void *arg);
+void sl_timer_cancel(struct sl_timer **tp);
+
+/* --- connection ------------------------------------------------------ */
+
+const char *sl_conn_id(const struct sl_conn *c);
+enum sl_front_end sl_conn_front_end(const struct sl_conn *c);
+/* Numeric client address ("192.0.2.1", "2001:db8::1"); port 0 if unknown. */
+const char *sl_conn_remote_ip(const struct sl_conn *c);
+unsigned int sl_conn_remote_port(const struct sl_conn *c);
+/* Fills 16 bytes (IPv4 as ::ffff:a.b.c.d); returns the family. */
+int sl_conn_remote_addr(const struct sl_conn *c, uint8_t addr16_r[16]);
+const char *sl_conn_local_ip(const struct sl_conn *c);
+unsigned int sl_conn_local_port(const struct sl_conn *c);
+/* The client's verified host name or NULL. */
+const char *sl_conn_remote_host(const struct sl_conn *c);
+/* The HELO/EHLO argument or NULL. */
+const char *sl_conn_helo(const struct sl_conn *c);
+bool sl_conn_is_relay_client(const struct sl_conn *c);
+/* The authenticated identity, or NULL. */
+const char *sl_conn_auth_user(const struct sl_conn *c);
+bool sl_conn_is_tls(const struct sl_conn *c);
+/* How many transactions this connection has started so far. */
+unsigned int sl_conn_txn_count(const struct sl_conn *c);
+
+/* Notes: key/value strings kept for the connection.  value NULL deletes. */
+void sl_conn_note_set(struct sl_conn *c, const char *key, const char *value);
+const char *sl_conn_note_get(const struct sl_conn *c, const char *key);
+
+/*
+ * Plugin-private data on the connection, keyed by any stable pointer
+ * (the plugin's state works).  free_fn runs when the connection ends.
+ */
+void sl_conn_data_set(struct sl_conn *c, const void *key, void *data,
+    void (*free_fn)(void *));
+void *sl_conn_data_get(const struct sl_conn *c, const void *key);
+
+/* --- transaction ----------------------------------------------------- */
+
+const char *sl_txn_id(const struct sl_txn *t);
+/* The reverse-path without <>: "" for the null sender; NULL before MAIL. */
+const char *sl_txn_sender(const struct sl_txn *t);
+size_t sl_txn_rcpt_count(const struct sl_txn *t);
+const char *sl_txn_rcpt(const struct sl_txn *t, size_t i);
+/* Message size in bytes so far (headers + body, LF line ends). */
+size_t sl_txn_size(const struct sl_txn *t);
+
+void sl_txn_note_set(struct sl_txn *t, const char *key, const char *value);
+const char *sl_txn_note_get(const struct sl_txn *t, const char *key);
+void sl_txn_data_set(struct sl_txn *t, const void *key, void *data,
+    void (*free_fn)(void *));
+void *sl_txn_data_get(const struct sl_txn *t, const void *key);
+
+/*
+ * Headers as the message stands now (edits applied).  Index i counts all
+ * headers in order; name matching is case-insensitive.  The value is as
+ * described for struct sl_hookargs.  Borrowed until the next edit.
+ */
+size_t sl_txn_header_count(const struct sl_txn *t);
+int sl_txn_header_at(const struct sl_txn *t, size_t i, const char **name_r,
+    const char **value_r);
+/* The n-th (0-based) header called name, or NULL. */
+const char *sl_txn_header_get(const struct sl_txn *t, const char *name,
+    size_t n);
+/* How many headers are called name. */
+size_t sl_txn_header_count_name(const struct sl_txn *t, const char *name);
+
+/*
+ * The body as it stands now, from offset off: copies up to len bytes into
+ * buf, returns the count (0 at the end) or -1 on an I/O error.  Valid from
+ * data_post on.
+ */
+long sl_txn_body_read(struct sl_txn *t, size_t off, void *buf, size_t len);
+size_t sl_txn_body_size(const struct sl_txn *t);
+
+/*
+ * Structured results (spf=pass ...), rendered into Authentication-Results
+ * by the core and read by scoring plugins.  reason may be NULL.
+ */
+void sl_txn_result_add(struct sl_txn *t, const char *method,
+    const char *result, const char *reason);
+const char *sl_txn_result_get(const struct sl_txn *t, const char *method);
+
+/* --- edits: later plugins see the edited message ----------------------- */
+
+void sl_edit_header_add(struct sl_txn *t, const char *name, const char *value);
+/* Insert at position idx (0 = first) among all headers. */
+void sl_edit_header_insert(struct sl_txn *t, size_t idx, const char *name,
+    const char *value);
+/* Change the n-th header called name (0-based); value NULL deletes it. */
+int sl_edit_header_change(struct sl_txn *t, const char *name, size_t n,
+    const char *value);
+int sl_edit_header_delete(struct sl_txn *t, const char *name, size_t n);
+int sl_edit_body_replace(struct sl_txn *t, const uint8_t *data, size_t len);
+void sl_edit_rcpt_add(struct sl_txn *t, const char *rcpt, const char *params);
+int sl_edit_rcpt_delete(struct sl_txn *t, const char *rcpt);
+void sl_edit_sender_change(struct sl_txn *t, const char *sender,
+    const char *params);
+void sl_edit_quarantine(struct sl_txn *t, const char *reason);
+
+/* --- queue hook -------------------------------------------------------- */
+
+/*
+ * The final message (Received: and other added headers first, then the
+ * headers and the body), with LF line ends, written to fd.  For queue
+ * plugins.  Returns 0 or -1 with errno set.
+ */
+int sl_txn_write_message(struct sl_txn *t, int fd);
+/* Like sl_txn_write_message with CRLF line ends and dot-stuffing off. */
+int sl_txn_write_message_crlf(struct sl_txn *t, int fd);
+/* Whether the message was quarantined by an edit; reason or NULL. */
+const char *sl_txn_quarantine_reason(const struct sl_txn *t);
+
+/* Log priorities are syslog's (LOG_ERR ... LOG_DEBUG). */
+
+#endif

@@ -1,0 +1,30 @@
+/*
+ * xmalloc.h - allocation that cannot fail (it logs and aborts instead), and
+ * small portability macros.  Never check these for NULL.
+ */
+#ifndef SL_XMALLOC_H
+#define SL_XMALLOC_H
+
+#include <stdarg.h>
+#include <stddef.h>
+
+#if defined(__GNUC__) && __GNUC__ >= 7
+#define SL_FALLTHROUGH __attribute__((__fallthrough__))
+#else
+#define SL_FALLTHROUGH ((void)0)
+#endif
+
+#define SL_NELEM(a) (sizeof(a) / sizeof((a)[0]))
+
+void *sl_xmalloc(size_t n);
+void *sl_xcalloc(size_t nmemb, size_t size);
+void *sl_xrealloc(void *p, size_t n);
+/* Grows an array of nmemb elements of size bytes; checks the product. */
+void *sl_xreallocarray(void *p, size_t nmemb, size_t size);
+char *sl_xstrdup(const char *s);
+char *sl_xstrndup(const char *s, size_t n);
+char *sl_xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+char *sl_xvasprintf(const char *fmt, va_list ap)
+    __attribute__((format(printf, 1, 0)));
+
+#endif

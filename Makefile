@@ -38,6 +38,8 @@ CFLAGS_ALL = $(WARN) $(OPT) $(HARDEN) $(SANFLAGS) -D_GNU_SOURCE -fPIC \
 	-Ishared $(PKG_CFLAGS) $(CFLAGS)
 LDFLAGS_ALL = $(SANFLAGS) $(LDFLAGS)
 LIBS_ALL = $(PKG_LIBS) -lpthread -ldl $(LIBS)
+# Plugins resolve libsluice from the daemon; they link only what they use.
+PLUGIN_LIBS = $(shell pkg-config --libs libpcre2-8 2>/dev/null)
 
 LIB_SRC = $(wildcard shared/*.c)
 LIB_OBJ = $(LIB_SRC:%.c=$(B)/%.o)
@@ -70,7 +72,7 @@ $(B)/sluice-smtpd: $(SMTPD_OBJ) $(B)/libsluice.a
 
 $(B)/plugins/%.so: plugins/%.c shared/sluice/plugin.h shared/sluice/conf.h
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS_ALL) -shared -o $@ $< $(LDFLAGS_ALL) $(PKG_LIBS)
+	$(CC) $(CFLAGS_ALL) -shared -o $@ $< $(LDFLAGS_ALL) $(PLUGIN_LIBS)
 
 $(B)/t/plugins/%.so: t/plugins/%.c shared/sluice/plugin.h
 	@mkdir -p $(dir $@)

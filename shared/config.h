@@ -53,8 +53,8 @@ struct sl_settings {
 	unsigned int worker_threads;
 	unsigned int max_connections;
 	unsigned int max_connections_per_ip;
-	size_t max_command_line;
-	size_t max_line_length;
+	size_t max_command_line;      /* CRLF included (RFC 5321 4.5.3.1.4) */
+	size_t max_line_length;	      /* DATA line, CRLF included (4.5.3.1.6) */
 	size_t max_message_size;
 	size_t max_header_size;
 	unsigned int max_recipients;

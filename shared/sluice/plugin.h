@@ -34,6 +34,8 @@ enum sl_verdict {
 	SL_DISCARD,		/* accept and drop the message */
 	SL_DONE,		/* the plugin set the reply itself */
 	SL_PENDING,		/* asynchronous: see sl_async_begin() */
+	SL_ERROR,		/* the plugin failed (back end down ...): the
+				   core applies the configured default action */
 };
 
 enum sl_hook_id {
@@ -102,12 +104,14 @@ struct sl_plugin {
 	/*
 	 * Called once per config line after the options were stored into a
 	 * zeroed block of state_size bytes (*state_r on entry points to it).
-	 * May replace *state_r.  Returns 0, or -1 with *error_r set (static
-	 * or allocated with sl_xasprintf and then freed by the core):
-	 * start-up then fails with file:line: plugin NAME: error.
+	 * The core owns that block and the option values in it (it frees
+	 * them after fini).  init may replace *state_r with its own object
+	 * (which may point back at the block).  Returns 0, or -1 with
+	 * *error_r set to a static string: start-up then fails with
+	 * "file:line: plugin NAME: error".
 	 */
 	int (*init)(void **state_r, const char **error_r);
-	void (*fini)(void *state); /* must free what init allocated */
+	void (*fini)(void *state); /* frees what init allocated, not the block */
 	sl_hook_fn hooks[SL_HOOK_MAX];
 	unsigned int front_ends;  /* SL_FRONT_* bits; 0 = both */
 };
@@ -136,16 +140,21 @@ void sl_hook_log(struct sl_hookctx *ctx, int priority, const char *fmt, ...)
 /*
  * Asynchronous hooks.  sl_async_begin() returns a handle; the hook then
  * returns SL_PENDING.  Later, on the connection's loop thread, the plugin
- * calls sl_async_reply() (optional) and sl_async_done() exactly once.  If
- * the hook timed out or the session ended first, sl_async_done() only
- * frees the handle: a late resume is harmless.  sl_async_is_live() says
- * whether the session still waits.
+ * calls sl_async_reply() (optional) and sl_async_done(), which frees the
+ * handle and sets *ap = NULL, so a second call is harmless.  If the hook
+ * timed out or the session ended first, sl_async_done() only frees the
+ * handle: a late resume is harmless.  sl_async_is_live() says whether the
+ * session still waits.  The session resumes from the event loop, never
+ * inside sl_async_done().  Only connect, helo, auth, mail, rcpt, data,
+ * data_post, queue, reset and unrecognized may suspend; header, eoh, body,
+ * disconnect and deny are called synchronously (a PENDING there counts as
+ * a plugin failure).
  */
 struct sl_async *sl_async_begin(struct sl_hookctx *ctx);
 bool sl_async_is_live(const struct sl_async *a);
 void sl_async_reply(struct sl_async *a, int code, const char *enh,
     const char *fmt, ...) __attribute__((format(printf, 4, 5)));
-void sl_async_done(struct sl_async *a, enum sl_verdict v);
+void sl_async_done(struct sl_async **ap, enum sl_verdict v);
 
 /*
  * Worker pool: run work(arg) on a worker thread, then done(arg) on the
@@ -187,6 +196,8 @@ const char *sl_conn_auth_user(const struct sl_conn *c);
 bool sl_conn_is_tls(const struct sl_conn *c);
 /* How many transactions this connection has started so far. */
 unsigned int sl_conn_txn_count(const struct sl_conn *c);
+/* Connections open now from this client's address, this one included. */
+unsigned int sl_conn_ip_connections(const struct sl_conn *c);
 
 /* Notes: key/value strings kept for the connection.  value NULL deletes. */
 void sl_conn_note_set(struct sl_conn *c, const char *key, const char *value);

@@ -1,0 +1,876 @@
+/*
+ * conn.c - connection and transaction objects: addresses, notes, private
+ * plugin data, structured results, the header list, the body spool, the
+ * edit API and writing the final message for queue plugins.
+ *
+ * Edits apply at once to the transaction, so later plugins see the edited
+ * message; smtpd writes what stands at queue time.  All of it runs on the
+ * connection's loop thread (a queue plugin's worker reads the transaction
+ * while the session waits for it).
+ */
+#include <sys/socket.h>
+#include <sys/types.h>
+#include <netinet/in.h>
+#include <arpa/inet.h>
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include "core.h"
+#include "log.h"
+#include "xmalloc.h"
+
+/* --- key/value notes --------------------------------------------------- */
+
+static void
+kv_set(struct sl_kv **head, const char *key, const char *value)
+{
+	struct sl_kv **pp, *e;
+
+	for (pp = head; *pp != NULL; pp = &(*pp)->next)
+		if (strcmp((*pp)->key, key) == 0)
+			break;
+	if (*pp != NULL) {
+		e = *pp;
+		free(e->value);
+		if (value != NULL) {
+			e->value = sl_xstrdup(value);
+			return;
+		}
+		*pp = e->next;
+		free(e->key);
+		free(e);
+		return;
+	}
+	if (value == NULL)
+		return;
+	e = sl_xmalloc(sizeof(*e));
+	e->key = sl_xstrdup(key);
+	e->value = sl_xstrdup(value);
+	e->next = NULL;
+	*pp = e;
+}
+
+static const char *
+kv_get(const struct sl_kv *e, const char *key)
+{
+	for (; e != NULL; e = e->next)
+		if (strcmp(e->key, key) == 0)
+			return e->value;
+	return NULL;
+}
+
+static void
+kv_free(struct sl_kv **head)
+{
+	struct sl_kv *e, *next;
+
+	for (e = *head; e != NULL; e = next) {
+		next = e->next;
+		free(e->key);
+		free(e->value);
+		free(e);
+	}
+	*head = NULL;
+}
+
+static void
+pdata_set(struct sl_pdata **head, const void *key, void *data,
+    void (*free_fn)(void *))
+{
+	struct sl_pdata *e;
+
+	for (e = *head; e != NULL; e = e->next)
+		if (e->key == key)
+			break;
+	if (e == NULL) {
+		e = sl_xcalloc(1, sizeof(*e));
+		e->key = key;
+		e->next = *head;
+		*head = e;
+	} else if (e->free_fn != NULL && e->data != NULL && e->data != data)
+		e->free_fn(e->data);
+	e->data = data;
+	e->free_fn = free_fn;
+}
+
+static void *
+pdata_get(const struct sl_pdata *e, const void *key)
+{
+	for (; e != NULL; e = e->next)
+		if (e->key == key)
+			return e->data;
+	return NULL;
+}
+
+static void
+pdata_free(struct sl_pdata **head)
+{
+	struct sl_pdata *e, *next;
+
+	for (e = *head; e != NULL; e = next) {
+		next = e->next;
+		if (e->free_fn != NULL && e->data != NULL)
+			e->free_fn(e->data);
+		free(e);
+	}
+	*head = NULL;
+}
+
+/* --- connections ------------------------------------------------------- */
+
+struct sl_conn *
+sl_conn_new(struct sl_loop *l, enum sl_front_end fe)
+{
+	struct sl_conn *c;
+
+	c = sl_xcalloc(1, sizeof(*c));
+	sl_make_id(c->id, sizeof(c->id));
+	c->fe = fe;
+	c->loop = l;
+	c->rt = sl_runtime_current();
+	return c;
+}
+
+void
+sl_conn_free(struct sl_conn **cp)
+{
+	struct sl_conn *c = *cp;
+
+	if (c == NULL)
+		return;
+	sl_hook_abandon(c);
+	sl_txn_free(&c->txn);
+	kv_free(&c->notes);
+	pdata_free(&c->pdata);
+	free(c->remote_host);
+	free(c->helo);
+	if (c->auth_user != NULL) {
+		explicit_bzero(c->auth_user, strlen(c->auth_user));
+		free(c->auth_user);
+	}
+	sl_runtime_unref(&c->rt);
+	free(c);
+	*cp = NULL;
+}
+
+static void
+addr_to16(int family, const void *a, uint8_t out[16])
+{
+	memset(out, 0, 16);
+	if (family == AF_INET) {
+		out[10] = 0xff;
+		out[11] = 0xff;
+		memcpy(out + 12, a, 4);
+	} else
+		memcpy(out, a, 16);
+}
+
+static void
+sockaddr_split(const void *sa, char *ip, size_t ipsize, unsigned int *port_r,
+    uint8_t addr16[16], int *family_r)
+{
+	const struct sockaddr *s = sa;
+
+	ip[0] = '\0';
+	*port_r = 0;
+	if (s->sa_family == AF_INET) {
+		const struct sockaddr_in *in = sa;
+
+		inet_ntop(AF_INET, &in->sin_addr, ip, (socklen_t)ipsize);
+		*port_r = ntohs(in->sin_port);
+		addr_to16(AF_INET, &in->sin_addr, addr16);
+	} else if (s->sa_family == AF_INET6) {
+		const struct sockaddr_in6 *in6 = sa;
+
+		inet_ntop(AF_INET6, &in6->sin6_addr, ip, (socklen_t)ipsize);
+		*port_r = ntohs(in6->sin6_port);
+		addr_to16(AF_INET6, &in6->sin6_addr, addr16);
+		/* A v4-mapped peer is shown as IPv4. */
+		if (IN6_IS_ADDR_V4MAPPED(&in6->sin6_addr))
+			inet_ntop(AF_INET, &in6->sin6_addr.s6_addr[12], ip,
+			    (socklen_t)ipsize);
+	} else if (s->sa_family == AF_UNIX) {
+		snprintf(ip, ipsize, "127.0.0.1");
+		addr_to16(AF_INET, "\x7f\0\0\x01", addr16);
+	}
+	if (family_r != NULL)
+		*family_r = s->sa_family;
+}
+
+void
+sl_conn_set_remote(struct sl_conn *c, const void *sa, size_t salen)
+{
+	(void)salen;
+	sockaddr_split(sa, c->remote_ip, sizeof(c->remote_ip),
+	    &c->remote_port, c->remote_addr, &c->remote_family);
+	memcpy(c->peer_addr, c->remote_addr, 16);
+	sl_conn_update_relay(c);
+}
+
+int
+sl_conn_set_remote_text(struct sl_conn *c, const char *ip, unsigned int port)
+{
+	uint8_t a[16];
+
+	if (sl_addr_parse(ip, a) == -1)
+		return -1;
+	memcpy(c->remote_addr, a, 16);
+	c->remote_family = strchr(ip, ':') != NULL ? AF_INET6 : AF_INET;
+	snprintf(c->remote_ip, sizeof(c->remote_ip), "%s", ip);
+	c->remote_port = port;
+	sl_conn_update_relay(c);
+	return 0;
+}
+
+void
+sl_conn_set_local(struct sl_conn *c, const void *sa, size_t salen)
+{
+	uint8_t a[16];
+
+	(void)salen;
+	sockaddr_split(sa, c->local_ip, sizeof(c->local_ip), &c->local_port,
+	    a, NULL);
+}
+
+void
+sl_conn_update_relay(struct sl_conn *c)
+{
+	c->relay_client = c->auth_user != NULL ||
+	    sl_cidrlist_match(&c->rt->set->relay_clients, c->remote_addr);
+}
+
+struct sl_txn *
+sl_conn_begin_txn(struct sl_conn *c)
+{
+	sl_txn_free(&c->txn);
+	c->txn = sl_txn_new(c);
+	c->txn_count++;
+	return c->txn;
+}
+
+void
+sl_conn_end_txn(struct sl_conn *c)
+{
+	sl_txn_free(&c->txn);
+}
+
+const char *
+sl_conn_id(const struct sl_conn *c)
+{
+	return c->id;
+}
+
+enum sl_front_end
+sl_conn_front_end(const struct sl_conn *c)
+{
+	return c->fe;
+}
+
+const char *
+sl_conn_remote_ip(const struct sl_conn *c)
+{
+	return c->remote_ip;
+}
+
+unsigned int
+sl_conn_remote_port(const struct sl_conn *c)
+{
+	return c->remote_port;
+}
+
+int
+sl_conn_remote_addr(const struct sl_conn *c, uint8_t addr16_r[16])
+{
+	memcpy(addr16_r, c->remote_addr, 16);
+	return c->remote_family;
+}
+
+const char *
+sl_conn_local_ip(const struct sl_conn *c)
+{
+	return c->local_ip;
+}
+
+unsigned int
+sl_conn_local_port(const struct sl_conn *c)
+{
+	return c->local_port;
+}
+
+const char *
+sl_conn_remote_host(const struct sl_conn *c)
+{
+	return c->remote_host;
+}
+
+const char *
+sl_conn_helo(const struct sl_conn *c)
+{
+	return c->helo;
+}
+
+bool
+sl_conn_is_relay_client(const struct sl_conn *c)
+{
+	return c->relay_client;
+}
+
+const char *
+sl_conn_auth_user(const struct sl_conn *c)
+{
+	return c->auth_user;
+}
+
+bool
+sl_conn_is_tls(const struct sl_conn *c)
+{
+	return c->tls;
+}
+
+unsigned int
+sl_conn_txn_count(const struct sl_conn *c)
+{
+	return c->txn_count;
+}
+
+unsigned int
+sl_conn_ip_connections(const struct sl_conn *c)
+{
+	return sl_ipcount_get(c->peer_addr);
+}
+
+void
+sl_conn_note_set(struct sl_conn *c, const char *key, const char *value)
+{
+	kv_set(&c->notes, key, value);
+}
+
+const char *
+sl_conn_note_get(const struct sl_conn *c, const char *key)
+{
+	return kv_get(c->notes, key);
+}
+
+void
+sl_conn_data_set(struct sl_conn *c, const void *key, void *data,
+    void (*free_fn)(void *))
+{
+	pdata_set(&c->pdata, key, data, free_fn);
+}
+
+void *
+sl_conn_data_get(const struct sl_conn *c, const void *key)
+{
+	return pdata_get(c->pdata, key);
+}
+
+/* --- transactions ------------------------------------------------------ */
+
+struct sl_txn *
+sl_txn_new(struct sl_conn *c)
+{
+	struct sl_txn *t;
+	const struct sl_settings *set = c->rt->set;
+
+	t = sl_xcalloc(1, sizeof(*t));
+	t->conn = c;
+	snprintf(t->id, sizeof(t->id), "%s.%u", c->id, c->txn_count + 1);
+	t->body = sl_spool_new(set->spool_dir, set->spool_memory_max);
+	return t;
+}
+
+static void
+header_free(struct sl_header *h)
+{
+	free(h->name);
+	free(h->value);
+	free(h->raw);
+}
+
+void
+sl_txn_free(struct sl_txn **tp)
+{
+	struct sl_txn *t = *tp;
+	struct sl_result *r, *next;
+	size_t i;
+
+	if (t == NULL)
+		return;
+	free(t->sender);
+	free(t->sender_params);
+	for (i = 0; i < t->nrcpts; i++) {
+		free(t->rcpts[i].addr);
+		free(t->rcpts[i].params);
+	}
+	free(t->rcpts);
+	for (i = 0; i < t->nhdrs; i++)
+		header_free(&t->hdrs[i]);
+	free(t->hdrs);
+	sl_spool_free(&t->body);
+	kv_free(&t->notes);
+	pdata_free(&t->pdata);
+	for (r = t->results; r != NULL; r = next) {
+		next = r->next;
+		free(r->method);
+		free(r->result);
+		free(r->reason);
+		free(r);
+	}
+	free(t->quarantine);
+	free(t);
+	*tp = NULL;
+}
+
+void
+sl_txn_set_sender(struct sl_txn *t, const char *sender, const char *params)
+{
+	free(t->sender);
+	free(t->sender_params);
+	t->sender = sl_xstrdup(sender);
+	t->sender_params = params != NULL ? sl_xstrdup(params) : NULL;
+}
+
+void
+sl_txn_add_rcpt(struct sl_txn *t, const char *rcpt, const char *params)
+{
+	if (t->nrcpts == t->rcpts_alloc) {
+		t->rcpts_alloc = t->rcpts_alloc == 0 ? 4 : t->rcpts_alloc * 2;
+		t->rcpts = sl_xreallocarray(t->rcpts, t->rcpts_alloc,
+		    sizeof(*t->rcpts));
+	}
+	t->rcpts[t->nrcpts].addr = sl_xstrdup(rcpt);
+	t->rcpts[t->nrcpts].params = params != NULL ? sl_xstrdup(params) : NULL;
+	t->nrcpts++;
+}
+
+static void
+header_insert(struct sl_txn *t, size_t idx, char *name, char *value,
+    char *raw, size_t raw_len)
+{
+	if (idx > t->nhdrs)
+		idx = t->nhdrs;
+	if (t->nhdrs == t->hdrs_alloc) {
+		t->hdrs_alloc = t->hdrs_alloc == 0 ? 16 : t->hdrs_alloc * 2;
+		t->hdrs = sl_xreallocarray(t->hdrs, t->hdrs_alloc,
+		    sizeof(*t->hdrs));
+	}
+	memmove(&t->hdrs[idx + 1], &t->hdrs[idx],
+	    (t->nhdrs - idx) * sizeof(*t->hdrs));
+	t->hdrs[idx].name = name;
+	t->hdrs[idx].value = value;
+	t->hdrs[idx].raw = raw;
+	t->hdrs[idx].raw_len = raw_len;
+	t->nhdrs++;
+}
+
+void
+sl_txn_add_raw_header(struct sl_txn *t, const char *name, const char *value,
+    const char *raw, size_t raw_len)
+{
+	char *r;
+
+	r = sl_xmalloc(raw_len + 1);
+	memcpy(r, raw, raw_len);
+	r[raw_len] = '\0';
+	header_insert(t, t->nhdrs, sl_xstrdup(name), sl_xstrdup(value), r,
+	    raw_len);
+}
+
+int
+sl_txn_body_append(struct sl_txn *t, const uint8_t *p, size_t n)
+{
+	if (sl_spool_append(t->body, p, n) == -1) {
+		sl_log(LOG_ERR, t->conn->id, "spool write error=\"%s\"",
+		    strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+const char *
+sl_txn_id(const struct sl_txn *t)
+{
+	return t->id;
+}
+
+const char *
+sl_txn_sender(const struct sl_txn *t)
+{
+	return t->sender;
+}
+
+size_t
+sl_txn_rcpt_count(const struct sl_txn *t)
+{
+	return t->nrcpts;
+}
+
+const char *
+sl_txn_rcpt(const struct sl_txn *t, size_t i)
+{
+	return i < t->nrcpts ? t->rcpts[i].addr : NULL;
+}
+
+size_t
+sl_txn_size(const struct sl_txn *t)
+{
+	return (size_t)t->size;
+}
+
+void
+sl_txn_note_set(struct sl_txn *t, const char *key, const char *value)
+{
+	kv_set(&t->notes, key, value);
+}
+
+const char *
+sl_txn_note_get(const struct sl_txn *t, const char *key)
+{
+	return kv_get(t->notes, key);
+}
+
+void
+sl_txn_data_set(struct sl_txn *t, const void *key, void *data,
+    void (*free_fn)(void *))
+{
+	pdata_set(&t->pdata, key, data, free_fn);
+}
+
+void *
+sl_txn_data_get(const struct sl_txn *t, const void *key)
+{
+	return pdata_get(t->pdata, key);
+}
+
+size_t
+sl_txn_header_count(const struct sl_txn *t)
+{
+	return t->nhdrs;
+}
+
+int
+sl_txn_header_at(const struct sl_txn *t, size_t i, const char **name_r,
+    const char **value_r)
+{
+	if (i >= t->nhdrs)
+		return -1;
+	*name_r = t->hdrs[i].name;
+	*value_r = t->hdrs[i].value;
+	return 0;
+}
+
+/* Index into hdrs of the n-th header called name, or -1. */
+static long
+header_find(const struct sl_txn *t, const char *name, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < t->nhdrs; i++)
+		if (strcasecmp(t->hdrs[i].name, name) == 0 && n-- == 0)
+			return (long)i;
+	return -1;
+}
+
+const char *
+sl_txn_header_get(const struct sl_txn *t, const char *name, size_t n)
+{
+	long i;
+
+	i = header_find(t, name, n);
+	return i < 0 ? NULL : t->hdrs[i].value;
+}
+
+size_t
+sl_txn_header_count_name(const struct sl_txn *t, const char *name)
+{
+	size_t i, n = 0;
+
+	for (i = 0; i < t->nhdrs; i++)
+		if (strcasecmp(t->hdrs[i].name, name) == 0)
+			n++;
+	return n;
+}
+
+long
+sl_txn_body_read(struct sl_txn *t, size_t off, void *buf, size_t len)
+{
+	return sl_spool_read(t->body, off, buf, len);
+}
+
+size_t
+sl_txn_body_size(const struct sl_txn *t)
+{
+	return sl_spool_size(t->body);
+}
+
+void
+sl_txn_result_add(struct sl_txn *t, const char *method, const char *result,
+    const char *reason)
+{
+	struct sl_result *r, **pp;
+
+	r = sl_xcalloc(1, sizeof(*r));
+	r->method = sl_xstrdup(method);
+	r->result = sl_xstrdup(result);
+	r->reason = reason != NULL ? sl_xstrdup(reason) : NULL;
+	for (pp = &t->results; *pp != NULL; pp = &(*pp)->next)
+		;
+	*pp = r;
+}
+
+const char *
+sl_txn_result_get(const struct sl_txn *t, const char *method)
+{
+	const struct sl_result *r;
+
+	for (r = t->results; r != NULL; r = r->next)
+		if (strcmp(r->method, method) == 0)
+			return r->result;
+	return NULL;
+}
+
+/* --- edits ------------------------------------------------------------- */
+
+/*
+ * A header name must be printable ASCII without ':'; a value must not
+ * smuggle a line end that does not continue the field (RFC 5322 2.2).
+ */
+static bool
+header_ok(const char *name, const char *value)
+{
+	const char *p;
+
+	if (*name == '\0')
+		return false;
+	for (p = name; *p != '\0'; p++)
+		if (*p < 33 || *p > 126 || *p == ':')
+			return false;
+	for (p = value; *p != '\0'; p++) {
+		if (*p == '\r')
+			return false;
+		if (*p == '\n' && p[1] != ' ' && p[1] != '\t')
+			return false;
+	}
+	return true;
+}
+
+void
+sl_edit_header_add(struct sl_txn *t, const char *name, const char *value)
+{
+	sl_edit_header_insert(t, t->nhdrs, name, value);
+}
+
+void
+sl_edit_header_insert(struct sl_txn *t, size_t idx, const char *name,
+    const char *value)
+{
+	if (!header_ok(name, value)) {
+		sl_log(LOG_WARNING, t->conn->id,
+		    "edit refused: malformed header name=\"%s\"", name);
+		return;
+	}
+	header_insert(t, idx, sl_xstrdup(name), sl_xstrdup(value), NULL, 0);
+}
+
+int
+sl_edit_header_change(struct sl_txn *t, const char *name, size_t n,
+    const char *value)
+{
+	long i;
+	struct sl_header *h;
+
+	if (value == NULL)
+		return sl_edit_header_delete(t, name, n);
+	i = header_find(t, name, n);
+	if (i < 0 || !header_ok(name, value))
+		return -1;
+	h = &t->hdrs[i];
+	free(h->value);
+	free(h->raw);
+	h->value = sl_xstrdup(value);
+	h->raw = NULL;
+	h->raw_len = 0;
+	return 0;
+}
+
+int
+sl_edit_header_delete(struct sl_txn *t, const char *name, size_t n)
+{
+	long i;
+
+	i = header_find(t, name, n);
+	if (i < 0)
+		return -1;
+	header_free(&t->hdrs[i]);
+	memmove(&t->hdrs[i], &t->hdrs[i + 1],
+	    (t->nhdrs - (size_t)i - 1) * sizeof(*t->hdrs));
+	t->nhdrs--;
+	return 0;
+}
+
+int
+sl_edit_body_replace(struct sl_txn *t, const uint8_t *data, size_t len)
+{
+	sl_spool_truncate(t->body);
+	t->body_replaced = true;
+	return sl_spool_append(t->body, data, len);
+}
+
+void
+sl_edit_rcpt_add(struct sl_txn *t, const char *rcpt, const char *params)
+{
+	sl_txn_add_rcpt(t, rcpt, params);
+}
+
+int
+sl_edit_rcpt_delete(struct sl_txn *t, const char *rcpt)
+{
+	size_t i;
+
+	for (i = 0; i < t->nrcpts; i++)
+		if (strcasecmp(t->rcpts[i].addr, rcpt) == 0)
+			break;
+	if (i == t->nrcpts)
+		return -1;
+	free(t->rcpts[i].addr);
+	free(t->rcpts[i].params);
+	memmove(&t->rcpts[i], &t->rcpts[i + 1],
+	    (t->nrcpts - i - 1) * sizeof(*t->rcpts));
+	t->nrcpts--;
+	return 0;
+}
+
+void
+sl_edit_sender_change(struct sl_txn *t, const char *sender,
+    const char *params)
+{
+	sl_txn_set_sender(t, sender, params);
+}
+
+void
+sl_edit_quarantine(struct sl_txn *t, const char *reason)
+{
+	free(t->quarantine);
+	t->quarantine = sl_xstrdup(reason != NULL ? reason : "");
+}
+
+const char *
+sl_txn_quarantine_reason(const struct sl_txn *t)
+{
+	return t->quarantine;
+}
+
+/* --- writing the final message ---------------------------------------- */
+
+struct wbuf {
+	int fd;
+	bool crlf;
+	size_t len;
+	uint8_t buf[65536];
+	bool last_cr;
+};
+
+static int
+wbuf_flush(struct wbuf *w)
+{
+	size_t off = 0;
+	ssize_t n;
+
+	while (off < w->len) {
+		n = write(w->fd, w->buf + off, w->len - off);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return -1;
+		}
+		off += (size_t)n;
+	}
+	w->len = 0;
+	return 0;
+}
+
+static int
+wbuf_put(struct wbuf *w, const void *data, size_t n)
+{
+	const uint8_t *p = data;
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		if (w->len + 2 > sizeof(w->buf) && wbuf_flush(w) == -1)
+			return -1;
+		if (w->crlf && p[i] == '\n' && !w->last_cr)
+			w->buf[w->len++] = '\r';
+		w->last_cr = p[i] == '\r';
+		w->buf[w->len++] = p[i];
+	}
+	return 0;
+}
+
+static int
+write_message(struct sl_txn *t, int fd, bool crlf)
+{
+	struct wbuf *w;
+	uint8_t chunk[65536];
+	size_t i, off = 0;
+	long n;
+	int rc = -1;
+
+	w = sl_xmalloc(sizeof(*w));
+	w->fd = fd;
+	w->crlf = crlf;
+	w->len = 0;
+	w->last_cr = false;
+	for (i = 0; i < t->nhdrs; i++) {
+		struct sl_header *h = &t->hdrs[i];
+
+		if (h->raw != NULL) {
+			if (wbuf_put(w, h->raw, h->raw_len) == -1)
+				goto out;
+		} else if (wbuf_put(w, h->name, strlen(h->name)) == -1 ||
+		    wbuf_put(w, ": ", 2) == -1 ||
+		    wbuf_put(w, h->value, strlen(h->value)) == -1)
+			goto out;
+		if (wbuf_put(w, "\n", 1) == -1)
+			goto out;
+	}
+	/*
+	 * The header section ends with an empty line; one is added when the
+	 * client's message had none but has a body, so that what we add
+	 * never glues onto the first body line.
+	 */
+	if ((t->had_blank || (t->nhdrs > 0 && sl_spool_size(t->body) > 0)) &&
+	    wbuf_put(w, "\n", 1) == -1)
+		goto out;
+	for (;;) {
+		n = sl_spool_read(t->body, off, chunk, sizeof(chunk));
+		if (n < 0)
+			goto out;
+		if (n == 0)
+			break;
+		if (wbuf_put(w, chunk, (size_t)n) == -1)
+			goto out;
+		off += (size_t)n;
+	}
+	rc = wbuf_flush(w);
+out:
+	free(w);
+	return rc;
+}
+
+int
+sl_txn_write_message(struct sl_txn *t, int fd)
+{
+	return write_message(t, fd, false);
+}
+
+int
+sl_txn_write_message_crlf(struct sl_txn *t, int fd)
+{
+	return write_message(t, fd, true);
+}

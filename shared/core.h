@@ -1,0 +1,288 @@
+/*
+ * core.h - libsluice internals shared by the core modules and the front
+ * ends: the runtime (a loaded configuration with its plugin instances),
+ * connections, transactions, the hook runner, loop threads and the worker
+ * pool.  Plugins never include this; they see sluice/plugin.h.
+ *
+ * Threads: a connection and everything hanging off it belong to one loop
+ * thread from accept to close.  A runtime is shared, read-only, and
+ * reference-counted: a reload makes a new one, sessions keep the one they
+ * started with.
+ */
+#ifndef SL_CORE_H
+#define SL_CORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <sluice/plugin.h>
+
+#include "config.h"
+
+struct event_base;
+struct sl_loop;
+struct sl_spool;
+
+/* --- runtime: a configuration and its plugin instances ----------------- */
+
+enum sl_reject_mode {
+	SL_REJECT_YES = 0,
+	SL_REJECT_NO,	 /* log what would have been denied */
+	SL_REJECT_DEFER, /* mark the connection, deny at RCPT */
+};
+
+enum {
+	SL_SKIP_RELAY = 1 << 0,
+	SL_SKIP_AUTH = 1 << 1,
+};
+
+struct sl_instance {
+	const struct sl_plugin *plugin;
+	void *dl;     /* dlopen handle */
+	void *opts;   /* the option block (state_size bytes), core-owned */
+	void *state;  /* what init returned (opts unless it replaced it) */
+	char *name;   /* name= or the plugin's name */
+	int reject;   /* enum sl_reject_mode */
+	unsigned int timeout_ms;
+	unsigned int skip; /* SL_SKIP_* */
+	bool inited;
+};
+
+struct sl_runtime {
+	int refs; /* atomic */
+	struct sl_config *cfg;
+	const struct sl_settings *set; /* &cfg->settings */
+	struct sl_instance *inst;
+	size_t ninst;
+	/* per hook: the instances that have it, in chain order */
+	struct sl_instance **chain[SL_HOOK_MAX];
+	size_t nchain[SL_HOOK_MAX];
+};
+
+/*
+ * Loads the configuration and every plugin it names, calling each init.
+ * Returns NULL with *error_r (allocated "file:line: ...") on failure.
+ * front_end limits which plugins may be listed.
+ */
+struct sl_runtime *sl_runtime_load(const char *path, enum sl_front_end fe,
+    char **error_r);
+struct sl_runtime *sl_runtime_ref(struct sl_runtime *rt);
+/* Drops a reference; the last one calls every fini and frees. */
+void sl_runtime_unref(struct sl_runtime **rtp);
+/* The current runtime (a new reference), and the swap done on reload. */
+struct sl_runtime *sl_runtime_current(void);
+void sl_runtime_set_current(struct sl_runtime *rt);
+
+/* --- notes, private data, results ------------------------------------- */
+
+struct sl_kv {
+	char *key;
+	char *value;
+	struct sl_kv *next;
+};
+
+struct sl_pdata {
+	const void *key;
+	void *data;
+	void (*free_fn)(void *);
+	struct sl_pdata *next;
+};
+
+struct sl_result {
+	char *method;
+	char *result;
+	char *reason;
+	struct sl_result *next;
+};
+
+/* --- the reply a hook chain produced ---------------------------------- */
+
+struct sl_reply {
+	int code;	/* 0 = the front end's default */
+	char enh[16];	/* "" = default */
+	char text[512]; /* "" = default */
+};
+
+/* --- transactions ------------------------------------------------------ */
+
+struct sl_header {
+	char *name;
+	char *value;
+	char *raw; /* as received (no final LF), or NULL once edited/added */
+	size_t raw_len;
+};
+
+struct sl_rcpt {
+	char *addr;
+	char *params; /* may be NULL */
+};
+
+struct sl_txn {
+	char id[32];
+	struct sl_conn *conn;
+	char *sender; /* NULL before MAIL */
+	char *sender_params;
+	struct sl_rcpt *rcpts;
+	size_t nrcpts, rcpts_alloc;
+	struct sl_header *hdrs;
+	size_t nhdrs, hdrs_alloc;
+	bool had_blank;	   /* an empty line ended the header section */
+	struct sl_spool *body;
+	uint64_t size;	   /* header + body bytes received */
+	struct sl_kv *notes;
+	struct sl_pdata *pdata;
+	struct sl_result *results;
+	char *quarantine;
+	bool discard; /* a DISCARD verdict: accept and drop */
+	bool body_replaced;
+};
+
+struct sl_txn *sl_txn_new(struct sl_conn *c);
+void sl_txn_free(struct sl_txn **tp);
+void sl_txn_set_sender(struct sl_txn *t, const char *sender,
+    const char *params);
+void sl_txn_add_rcpt(struct sl_txn *t, const char *rcpt, const char *params);
+/* Appends a header as received (from the header splitter). */
+void sl_txn_add_raw_header(struct sl_txn *t, const char *name,
+    const char *value, const char *raw, size_t raw_len);
+/* Appends body bytes to the spool; returns 0 or -1 (I/O error, logged). */
+int sl_txn_body_append(struct sl_txn *t, const uint8_t *p, size_t n);
+
+/* --- connections ------------------------------------------------------- */
+
+struct sl_hookrun; /* hook.c */
+
+struct sl_conn {
+	char id[24];
+	enum sl_front_end fe;
+	struct sl_loop *loop;
+	struct sl_runtime *rt;
+	char remote_ip[64];
+	unsigned int remote_port;
+	uint8_t remote_addr[16];
+	int remote_family;
+	char local_ip[64];
+	unsigned int local_port;
+	uint8_t peer_addr[16]; /* the socket's peer, for per-IP counting */
+	char *remote_host;
+	char *helo;
+	char *auth_user;
+	bool tls;
+	bool relay_client;
+	bool closing;	/* no more hooks may start */
+	unsigned int txn_count;
+	struct sl_txn *txn;
+	struct sl_kv *notes;
+	struct sl_pdata *pdata;
+	struct sl_hookrun *run; /* the chain in progress, if any */
+	/* reject=defer: the first deferred denial, applied at RCPT */
+	bool deferred;
+	enum sl_verdict deferred_verdict;
+	struct sl_reply deferred_reply;
+	void *fe_data; /* the front end's session */
+};
+
+/*
+ * A new connection on loop l, with a new reference to the current
+ * runtime.  peer is the socket's peer address (for per-IP accounting).
+ */
+struct sl_conn *sl_conn_new(struct sl_loop *l, enum sl_front_end fe);
+void sl_conn_free(struct sl_conn **cp);
+/* Sets remote_ip/port/addr from a sockaddr (or numeric text). */
+void sl_conn_set_remote(struct sl_conn *c, const void *sa, size_t salen);
+int sl_conn_set_remote_text(struct sl_conn *c, const char *ip,
+    unsigned int port);
+void sl_conn_set_local(struct sl_conn *c, const void *sa, size_t salen);
+/* Recomputes relay_client from relay_clients (and authentication). */
+void sl_conn_update_relay(struct sl_conn *c);
+/* Starts a transaction (freeing any old one). */
+struct sl_txn *sl_conn_begin_txn(struct sl_conn *c);
+void sl_conn_end_txn(struct sl_conn *c);
+
+/* --- hook runner ------------------------------------------------------- */
+
+/*
+ * Called once when the chain is decided.  v is never SL_PENDING, SL_ERROR
+ * or SL_DECLINED-by-default confusion: it is the chain's verdict
+ * (SL_DECLINED if nobody had an opinion), after timeouts, failures and
+ * reject= modes were applied.  reply holds what the deciding plugin set.
+ */
+typedef void (*sl_hook_done_fn)(struct sl_conn *c, enum sl_verdict v,
+    const struct sl_reply *reply, void *arg);
+
+/*
+ * Runs the chain for args->hook.  done may be called before this returns
+ * (no plugin suspended) or later from the loop.  Only one chain may run
+ * per connection at a time.  Synchronous-only hooks (header, eoh, body,
+ * disconnect, deny) always call done before returning.
+ */
+void sl_hook_run(struct sl_conn *c, const struct sl_hookargs *args,
+    sl_hook_done_fn done, void *arg);
+/* true if the connection's chain is suspended */
+bool sl_hook_busy(const struct sl_conn *c);
+/* The session ends: a suspended chain is abandoned (its done not called). */
+void sl_hook_abandon(struct sl_conn *c);
+/* true if any instance in the runtime has this hook */
+bool sl_hook_wanted(const struct sl_runtime *rt, enum sl_hook_id h);
+const char *sl_hook_name(enum sl_hook_id h);
+const char *sl_verdict_name(enum sl_verdict v);
+
+/* --- loops, worker pool, timers --------------------------------------- */
+
+/*
+ * Starts n loop threads (0 = one per CPU) and nworkers worker threads.
+ * Each loop runs until sl_loops_stop() and its connection count is 0.
+ */
+void sl_loops_start(unsigned int n, unsigned int nworkers);
+/* Stops accepting new work; waits for loops to drain, then joins. */
+void sl_loops_drain_and_join(unsigned int timeout_ms);
+/* The next loop in round-robin order. */
+struct sl_loop *sl_loop_next(void);
+struct event_base *sl_loop_base(struct sl_loop *l);
+/*
+ * Runs fn(arg) on loop l's thread (soon, from its event loop).  Safe from
+ * any thread.
+ */
+void sl_loop_post(struct sl_loop *l, void (*fn)(void *), void *arg);
+/* Counts connections on the loop (draining waits for zero). */
+void sl_loop_conn_added(struct sl_loop *l);
+void sl_loop_conn_removed(struct sl_loop *l);
+/* true once a drain was requested: sessions should finish and close. */
+bool sl_loop_draining(const struct sl_loop *l);
+/* Called on each loop thread when a drain begins or its deadline passes. */
+void sl_loops_set_drain_cb(void (*fn)(struct sl_loop *l, bool deadline));
+
+/* Work on the pool; done(arg) is posted back to loop l. */
+void sl_worker_submit(struct sl_loop *l, sl_work_fn work, sl_work_fn done,
+    void *arg);
+
+struct sl_timer *sl_timer_add(struct sl_loop *l, unsigned int ms,
+    sl_work_fn fn, void *arg);
+
+/* --- per-IP connection accounting (any thread) ----------------------- */
+
+/* Returns the new count for addr, or 0 if total or per-IP limits said no. */
+unsigned int sl_ipcount_acquire(const uint8_t addr[16], unsigned int max_total,
+    unsigned int max_per_ip, bool *over_total_r);
+void sl_ipcount_release(const uint8_t addr[16]);
+unsigned int sl_ipcount_get(const uint8_t addr[16]);
+
+/* --- spool ------------------------------------------------------------- */
+
+/* Memory up to mem_max bytes, then an unlinked file in dir. */
+struct sl_spool *sl_spool_new(const char *dir, size_t mem_max);
+void sl_spool_free(struct sl_spool **sp);
+int sl_spool_append(struct sl_spool *s, const uint8_t *p, size_t n);
+size_t sl_spool_size(const struct sl_spool *s);
+long sl_spool_read(struct sl_spool *s, size_t off, void *buf, size_t len);
+void sl_spool_truncate(struct sl_spool *s);
+
+/* --- misc -------------------------------------------------------------- */
+
+/* A fresh 12-hex-digit id (process-unique, time-ordered). */
+void sl_make_id(char *buf, size_t size);
+/* RFC 5322 date of now, e.g. "Thu, 01 Jan 2026 00:00:00 +0000". */
+void sl_rfc5322_date(char *buf, size_t size);
+
+#endif

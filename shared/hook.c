@@ -1,0 +1,487 @@
+/*
+ * hook.c - the hook runner: runs one hook's chain of plugin instances for
+ * a connection, in config order, and reports the chain's verdict once.
+ *
+ * DECLINED passes to the next plugin; any other verdict decides.  A
+ * plugin may suspend (SL_PENDING after sl_async_begin); the chain then
+ * waits for sl_async_done() or the instance's timeout, whichever comes
+ * first, and resumes from the event loop (never inside the plugin's call).
+ * A plugin that fails (SL_ERROR, an unknown verdict, PENDING without a
+ * handle or on a synchronous hook) or times out gets the configured
+ * default action (tempfail unless plugin_default_action says otherwise).
+ * reject=no turns a denial into a log line, reject=defer into a mark that
+ * the front end applies at RCPT.
+ */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core.h"
+#include "log.h"
+#include "xmalloc.h"
+
+struct sl_hookctx {
+	struct sl_conn *conn;
+	struct sl_instance *inst;
+	const struct sl_hookargs *args;
+	struct sl_reply reply;
+	struct sl_async *async; /* made by sl_async_begin in this call */
+};
+
+struct sl_async {
+	struct sl_hookrun *run; /* NULL once the session stopped waiting */
+};
+
+struct sl_hookrun {
+	struct sl_conn *conn;
+	struct sl_hookargs args;
+	sl_hook_done_fn done;
+	void *arg;
+	size_t idx;
+	struct sl_hookctx ctx;
+	struct sl_async *async; /* the suspended plugin's handle */
+	struct sl_timer *timer;
+	enum sl_verdict resume_v;
+	bool posted;	/* a resume is queued on the loop */
+	bool abandoned; /* the session ended while it was queued */
+};
+
+static const char *const hook_names[SL_HOOK_MAX] = { "connect", "helo",
+	"auth", "mail", "rcpt", "data", "header", "eoh", "body", "data_post",
+	"queue", "reset", "disconnect", "unrecognized", "deny" };
+
+static const char *const verdict_names[] = { "declined", "ok", "deny",
+	"denysoft", "deny_disconnect", "denysoft_disconnect", "discard",
+	"done", "pending", "error" };
+
+const char *
+sl_hook_name(enum sl_hook_id h)
+{
+	return (unsigned int)h < SL_HOOK_MAX ? hook_names[h] : "?";
+}
+
+const char *
+sl_verdict_name(enum sl_verdict v)
+{
+	return (unsigned int)v < SL_NELEM(verdict_names) ? verdict_names[v]
+							  : "invalid";
+}
+
+static bool
+hook_is_sync(enum sl_hook_id h)
+{
+	return h == SL_HOOK_HEADER || h == SL_HOOK_EOH || h == SL_HOOK_BODY ||
+	    h == SL_HOOK_DISCONNECT || h == SL_HOOK_DENY;
+}
+
+static bool
+verdict_is_deny(enum sl_verdict v)
+{
+	return v == SL_DENY || v == SL_DENYSOFT || v == SL_DENY_DISCONNECT ||
+	    v == SL_DENYSOFT_DISCONNECT;
+}
+
+bool
+sl_hook_wanted(const struct sl_runtime *rt, enum sl_hook_id h)
+{
+	return rt->nchain[h] > 0;
+}
+
+bool
+sl_hook_busy(const struct sl_conn *c)
+{
+	return c->run != NULL;
+}
+
+static void
+async_kill(struct sl_hookrun *run)
+{
+	if (run->async != NULL) {
+		run->async->run = NULL;
+		run->async = NULL;
+	}
+	sl_timer_cancel(&run->timer);
+}
+
+static void run_chain(struct sl_hookrun *run);
+
+static void
+finish(struct sl_hookrun *run, enum sl_verdict v)
+{
+	struct sl_conn *c = run->conn;
+	sl_hook_done_fn done = run->done;
+	void *arg = run->arg;
+	struct sl_reply reply = run->ctx.reply;
+	struct sl_hookargs dargs;
+	enum sl_hook_id h = run->args.hook;
+
+	c->run = NULL;
+	free(run);
+	if (verdict_is_deny(v) && h != SL_HOOK_DENY &&
+	    sl_hook_wanted(c->rt, SL_HOOK_DENY) && !c->closing) {
+		memset(&dargs, 0, sizeof(dargs));
+		dargs.hook = SL_HOOK_DENY;
+		dargs.arg = reply.text;
+		dargs.denied_hook = h;
+		dargs.denied_verdict = v;
+		sl_hook_run(c, &dargs, NULL, NULL);
+	}
+	if (done != NULL)
+		done(c, v, &reply, arg);
+}
+
+/*
+ * The instance failed: apply the default action.  Returns true if that
+ * decided the chain (finish was called).
+ */
+static bool
+apply_failure(struct sl_hookrun *run, const char *why)
+{
+	struct sl_conn *c = run->conn;
+	struct sl_reply *r = &run->ctx.reply;
+
+	memset(r, 0, sizeof(*r));
+	switch (c->rt->set->plugin_default_action) {
+	case SL_ACTION_ACCEPT:
+		sl_log(LOG_WARNING, c->id,
+		    "hook=%s plugin=%s failure=\"%s\" action=accept",
+		    sl_hook_name(run->args.hook), run->ctx.inst->name, why);
+		return false;
+	case SL_ACTION_REJECT:
+		sl_log(LOG_WARNING, c->id,
+		    "hook=%s plugin=%s failure=\"%s\" action=reject",
+		    sl_hook_name(run->args.hook), run->ctx.inst->name, why);
+		r->code = 550;
+		snprintf(r->enh, sizeof(r->enh), "5.3.0");
+		snprintf(r->text, sizeof(r->text), "Local policy failure");
+		finish(run, SL_DENY);
+		return true;
+	default:
+		sl_log(LOG_WARNING, c->id,
+		    "hook=%s plugin=%s failure=\"%s\" action=tempfail",
+		    sl_hook_name(run->args.hook), run->ctx.inst->name, why);
+		r->code = 451;
+		snprintf(r->enh, sizeof(r->enh), "4.3.0");
+		snprintf(r->text, sizeof(r->text),
+		    "Temporary local problem, please try again later");
+		finish(run, SL_DENYSOFT);
+		return true;
+	}
+}
+
+/* Returns true if v decided the chain (finish was called). */
+static bool
+handle_verdict(struct sl_hookrun *run, enum sl_verdict v)
+{
+	struct sl_conn *c = run->conn;
+	struct sl_instance *in = run->ctx.inst;
+	const char *hn = sl_hook_name(run->args.hook);
+
+	if ((unsigned int)v > SL_ERROR || v == SL_PENDING) {
+		return apply_failure(run, "invalid verdict");
+	}
+	if (v == SL_ERROR)
+		return apply_failure(run, "plugin error");
+	if (v == SL_DECLINED)
+		return false;
+	if (verdict_is_deny(v) && in->reject == SL_REJECT_NO) {
+		sl_log(LOG_INFO, c->id,
+		    "hook=%s plugin=%s verdict=%s action=log-only text=\"%s\"",
+		    hn, in->name, sl_verdict_name(v), run->ctx.reply.text);
+		return false;
+	}
+	if (verdict_is_deny(v) && in->reject == SL_REJECT_DEFER) {
+		if (!c->deferred) {
+			c->deferred = true;
+			c->deferred_verdict = v;
+			c->deferred_reply = run->ctx.reply;
+		}
+		sl_log(LOG_INFO, c->id,
+		    "hook=%s plugin=%s verdict=%s action=defer text=\"%s\"",
+		    hn, in->name, sl_verdict_name(v), run->ctx.reply.text);
+		return false;
+	}
+	if (run->args.hook == SL_HOOK_DENY || run->args.hook == SL_HOOK_BODY ||
+	    run->args.hook == SL_HOOK_HEADER)
+		sl_log(LOG_DEBUG, c->id, "hook=%s plugin=%s verdict=%s", hn,
+		    in->name, sl_verdict_name(v));
+	else
+		sl_log(LOG_INFO, c->id, "hook=%s plugin=%s verdict=%s%s%s%s",
+		    hn, in->name, sl_verdict_name(v),
+		    run->ctx.reply.text[0] != '\0' ? " text=\"" : "",
+		    run->ctx.reply.text,
+		    run->ctx.reply.text[0] != '\0' ? "\"" : "");
+	if (run->args.hook == SL_HOOK_DENY)
+		return false; /* notification only */
+	finish(run, v);
+	return true;
+}
+
+static bool
+skipped(const struct sl_instance *in, const struct sl_conn *c)
+{
+	if ((in->skip & SL_SKIP_RELAY) != 0 && c->relay_client)
+		return true;
+	if ((in->skip & SL_SKIP_AUTH) != 0 && c->auth_user != NULL)
+		return true;
+	return false;
+}
+
+static void
+timeout_cb(void *arg)
+{
+	struct sl_hookrun *run = arg;
+	char why[64];
+
+	run->timer = NULL;
+	async_kill(run);
+	snprintf(why, sizeof(why), "timed out after %u ms",
+	    run->ctx.inst->timeout_ms);
+	if (apply_failure(run, why))
+		return;
+	run->idx++;
+	run_chain(run);
+}
+
+static void
+run_chain(struct sl_hookrun *run)
+{
+	struct sl_conn *c = run->conn;
+	enum sl_hook_id h = run->args.hook;
+	struct sl_instance *in;
+	enum sl_verdict v;
+
+	for (; run->idx < c->rt->nchain[h]; run->idx++) {
+		in = c->rt->chain[h][run->idx];
+		if (skipped(in, c))
+			continue;
+		memset(&run->ctx.reply, 0, sizeof(run->ctx.reply));
+		run->ctx.inst = in;
+		run->ctx.async = NULL;
+		v = in->plugin->hooks[h](in->state, &run->ctx);
+		if (v == SL_PENDING && run->ctx.async != NULL &&
+		    !hook_is_sync(h)) {
+			run->async = run->ctx.async;
+			run->timer = sl_timer_add(c->loop, in->timeout_ms,
+			    timeout_cb, run);
+			return;
+		}
+		if (run->ctx.async != NULL) {
+			/* Returned a verdict after all: the handle is dead. */
+			run->ctx.async->run = NULL;
+			run->ctx.async = NULL;
+		}
+		if (v == SL_PENDING) {
+			if (apply_failure(run, hook_is_sync(h)
+				    ? "cannot suspend in this hook"
+				    : "pending without sl_async_begin"))
+				return;
+			continue;
+		}
+		if (handle_verdict(run, v))
+			return;
+	}
+	memset(&run->ctx.reply, 0, sizeof(run->ctx.reply));
+	finish(run, SL_DECLINED);
+}
+
+void
+sl_hook_run(struct sl_conn *c, const struct sl_hookargs *args,
+    sl_hook_done_fn done, void *arg)
+{
+	struct sl_hookrun *run;
+	struct sl_reply none;
+
+	SL_ASSERT(c->run == NULL || hook_is_sync(args->hook));
+	if (c->rt->nchain[args->hook] == 0) {
+		if (done != NULL) {
+			memset(&none, 0, sizeof(none));
+			done(c, SL_DECLINED, &none, arg);
+		}
+		return;
+	}
+	run = sl_xcalloc(1, sizeof(*run));
+	run->conn = c;
+	run->args = *args;
+	run->done = done;
+	run->arg = arg;
+	run->ctx.conn = c;
+	run->ctx.args = &run->args;
+	if (!hook_is_sync(args->hook))
+		c->run = run;
+	run_chain(run);
+}
+
+void
+sl_hook_abandon(struct sl_conn *c)
+{
+	struct sl_hookrun *run = c->run;
+
+	if (run == NULL)
+		return;
+	c->run = NULL;
+	async_kill(run);
+	if (run->posted)
+		run->abandoned = true;
+	else
+		free(run);
+}
+
+static void
+resume_cb(void *arg)
+{
+	struct sl_hookrun *run = arg;
+
+	run->posted = false;
+	if (run->abandoned) {
+		free(run);
+		return;
+	}
+	if (run->resume_v == SL_PENDING)
+		run->resume_v = SL_ERROR;
+	if (handle_verdict(run, run->resume_v))
+		return;
+	run->idx++;
+	run_chain(run);
+}
+
+/* --- the API plugins see ---------------------------------------------- */
+
+const struct sl_hookargs *
+sl_hook_args(const struct sl_hookctx *ctx)
+{
+	return ctx->args;
+}
+
+struct sl_conn *
+sl_hook_conn(const struct sl_hookctx *ctx)
+{
+	return ctx->conn;
+}
+
+struct sl_txn *
+sl_hook_txn(const struct sl_hookctx *ctx)
+{
+	return ctx->conn->txn;
+}
+
+const char *
+sl_hook_plugin_name(const struct sl_hookctx *ctx)
+{
+	return ctx->inst->name;
+}
+
+/* A reply line never carries CR, LF or NUL from a plugin. */
+static void
+reply_set(struct sl_reply *r, int code, const char *enh, const char *fmt,
+    va_list ap)
+{
+	size_t i;
+
+	r->code = code >= 200 && code <= 599 ? code : 0;
+	r->enh[0] = '\0';
+	if (enh != NULL)
+		snprintf(r->enh, sizeof(r->enh), "%s", enh);
+	vsnprintf(r->text, sizeof(r->text), fmt, ap);
+	for (i = 0; r->text[i] != '\0'; i++)
+		if (r->text[i] == '\r' || r->text[i] == '\n' ||
+		    (unsigned char)r->text[i] < 32)
+			r->text[i] = ' ';
+	for (i = 0; r->enh[i] != '\0'; i++)
+		if (!((r->enh[i] >= '0' && r->enh[i] <= '9') ||
+			r->enh[i] == '.'))
+			r->enh[0] = '\0';
+}
+
+void
+sl_hook_reply(struct sl_hookctx *ctx, int code, const char *enh,
+    const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	reply_set(&ctx->reply, code, enh, fmt, ap);
+	va_end(ap);
+}
+
+void
+sl_hook_log(struct sl_hookctx *ctx, int priority, const char *fmt, ...)
+{
+	va_list ap;
+	char buf[1536];
+
+	va_start(ap, fmt);
+	vsnprintf(buf, sizeof(buf), fmt, ap);
+	va_end(ap);
+	sl_log(priority, ctx->conn->id, "plugin=%s %s", ctx->inst->name, buf);
+}
+
+struct sl_async *
+sl_async_begin(struct sl_hookctx *ctx)
+{
+	struct sl_async *a;
+	struct sl_hookrun *run;
+
+	run = (struct sl_hookrun *)((char *)ctx -
+	    offsetof(struct sl_hookrun, ctx));
+	if (ctx->async != NULL)
+		return ctx->async;
+	a = sl_xcalloc(1, sizeof(*a));
+	a->run = run;
+	ctx->async = a;
+	return a;
+}
+
+bool
+sl_async_is_live(const struct sl_async *a)
+{
+	return a != NULL && a->run != NULL;
+}
+
+void
+sl_async_reply(struct sl_async *a, int code, const char *enh,
+    const char *fmt, ...)
+{
+	va_list ap;
+
+	if (a == NULL || a->run == NULL)
+		return;
+	va_start(ap, fmt);
+	reply_set(&a->run->ctx.reply, code, enh, fmt, ap);
+	va_end(ap);
+}
+
+void
+sl_async_done(struct sl_async **ap, enum sl_verdict v)
+{
+	struct sl_async *a = *ap;
+	struct sl_hookrun *run;
+
+	if (a == NULL)
+		return;
+	*ap = NULL;
+	run = a->run;
+	free(a);
+	if (run == NULL)
+		return; /* late: the session stopped waiting */
+	run->async = NULL;
+	sl_timer_cancel(&run->timer);
+	run->resume_v = v;
+	run->posted = true;
+	sl_loop_post(run->conn->loop, resume_cb, run);
+}
+
+void
+sl_hook_run_worker(struct sl_hookctx *ctx, sl_work_fn work, sl_work_fn done,
+    void *arg)
+{
+	sl_worker_submit(ctx->conn->loop, work, done, arg);
+}
+
+struct sl_timer *
+sl_hook_timer(struct sl_hookctx *ctx, unsigned int ms, sl_work_fn fn,
+    void *arg)
+{
+	return sl_timer_add(ctx->conn->loop, ms, fn, arg);
+}

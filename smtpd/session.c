@@ -1,0 +1,1582 @@
+/*
+ * session.c - the ESMTP session of sluice-smtpd (RFC 5321, 1870, 2920,
+ * 2034, 3030, 6152, 6531; Postfix XCLIENT; PROXY protocol v1/v2).
+ *
+ * One explicit state per session; every verb goes check -> hook chain ->
+ * proceed, so syntax, sequence and relay errors are answered before any
+ * plugin runs.  Input is parsed only in ST_CMD, ST_DATA and ST_BDAT; while
+ * a chain is suspended the session sits in ST_BUSY and pipelined input
+ * waits in the bufferevent (bounded by its read watermark).  Replies are
+ * queued on the bufferevent and leave in one write per loop iteration.
+ *
+ * A line ends only at CRLF.  In a command, a bare LF or a CR not followed
+ * by LF makes the line invalid: it is answered 500 5.5.2 and never run.
+ * DATA content goes through the msgreader (dot-unstuffing, end only at
+ * CRLF.CRLF) and the header splitter into the transaction.
+ */
+#include <sys/socket.h>
+#include <sys/types.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+
+#include "core.h"
+#include "hdrsplit.h"
+#include "log.h"
+#include "msgreader.h"
+#include "smtpparse.h"
+#include "xmalloc.h"
+#include "smtpd.h"
+
+enum st {
+	ST_PROXY,   /* waiting for the PROXY header */
+	ST_BUSY,    /* a hook chain runs; input waits */
+	ST_CMD,	    /* reading commands */
+	ST_DATA,    /* reading DATA content */
+	ST_BDAT,    /* reading a BDAT chunk */
+	ST_CLOSING, /* final reply queued; closing once flushed */
+};
+
+struct smtp {
+	struct sl_conn *conn;
+	const struct sl_settings *set;
+	struct bufferevent *bev;
+	enum st state;
+	bool esmtp;
+	bool greeted;	      /* HELO/EHLO accepted */
+	bool connect_denied;  /* 554 greeting: only QUIT is served */
+	bool in_process;
+	bool free_pending;
+	bool counted;	      /* holds an sl_ipcount slot */
+	bool drain_after_txn; /* SIGTERM: close after this transaction */
+	bool skipping;	      /* discarding an invalid line through LF */
+	bool connect_ran;
+	unsigned int errors, unknown;
+	uint8_t peer[16];
+	char *line; /* max_command_line + 1 */
+	/* the current command, for its hook's done callback */
+	struct sl_smtp_path path;
+	struct sl_hookargs args;
+	const char *params[SL_SMTP_MAX_PARAMS];
+	char *params_joined;
+	bool txn_utf8;
+	/* message content */
+	struct sl_msgreader *mr;
+	struct sl_hdrsplit *hs;
+	bool content_deny;
+	enum sl_verdict content_v;
+	struct sl_reply content_reply;
+	bool io_error;
+	struct sl_timer *data_timer;
+	/* BDAT */
+	bool bdat_mode;	  /* this transaction uses BDAT */
+	bool bdat_last;
+	bool bdat_fail;	  /* discard this chunk, answer bdat_reply */
+	uint64_t bdat_left;
+	struct sl_reply bdat_reply;
+	struct smtp *next, *prev; /* the loop thread's sessions */
+};
+
+static __thread struct smtp *sessions;
+
+static void process_input(struct smtp *s);
+static void session_close(struct smtp *s);
+static void run_connect(struct smtp *s);
+
+/* --- output ------------------------------------------------------------- */
+
+static void
+out(struct smtp *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void
+out(struct smtp *s, const char *fmt, ...)
+{
+	va_list ap;
+	char buf[1024];
+	int n;
+
+	va_start(ap, fmt);
+	n = vsnprintf(buf, sizeof(buf) - 2, fmt, ap);
+	va_end(ap);
+	if (n < 0)
+		return;
+	if ((size_t)n > sizeof(buf) - 3)
+		n = (int)sizeof(buf) - 3;
+	sl_log(LOG_DEBUG, s->conn->id, "reply=\"%.*s\"", n, buf);
+	buf[n++] = '\r';
+	buf[n++] = '\n';
+	bufferevent_write(s->bev, buf, (size_t)n);
+}
+
+static void
+reply(struct smtp *s, int code, const char *enh, const char *text)
+{
+	if (enh[0] == '\0')
+		out(s, "%d %s", code, text);
+	else
+		out(s, "%d %s %s", code, enh, text);
+}
+
+/* A protocol error: counts toward max_errors. */
+static void
+reply_error(struct smtp *s, int code, const char *enh, const char *text)
+{
+	reply(s, code, enh, text);
+	if (++s->errors >= s->set->max_errors) {
+		sl_log(LOG_NOTICE, s->conn->id,
+		    "disconnect reason=max_errors errors=%u", s->errors);
+		out(s, "421 4.7.0 %s Too many errors, closing connection",
+		    s->set->hostname);
+		session_close(s);
+	}
+}
+
+static void
+reply_close(struct smtp *s, int code, const char *enh, const char *text)
+{
+	reply(s, code, enh, text);
+	session_close(s);
+}
+
+/*
+ * The reply for a chain's verdict: the plugin's code if it fits the
+ * verdict's class, else the default.  Returns true if the session closes.
+ */
+static bool
+reply_verdict(struct smtp *s, enum sl_verdict v, const struct sl_reply *r,
+    int def_code, const char *def_enh, const char *def_text)
+{
+	int code = def_code, cls = def_code / 100;
+	const char *enh = def_enh, *text = def_text;
+
+	switch (v) {
+	case SL_DENY:
+	case SL_DENY_DISCONNECT:
+		cls = 5;
+		code = v == SL_DENY ? 550 : 554;
+		enh = "5.7.1";
+		text = "Rejected by policy";
+		break;
+	case SL_DENYSOFT:
+	case SL_DENYSOFT_DISCONNECT:
+		cls = 4;
+		code = v == SL_DENYSOFT ? 451 : 421;
+		enh = "4.7.1";
+		text = "Temporarily rejected by policy, try again later";
+		break;
+	case SL_DONE:
+		cls = r->code / 100;
+		break;
+	default:
+		break;
+	}
+	if (r->code != 0 && r->code / 100 == cls) {
+		code = r->code;
+		if (r->enh[0] != '\0' && r->enh[0] - '0' == cls)
+			enh = r->enh;
+	}
+	if (r->text[0] != '\0')
+		text = r->text;
+	if (v == SL_DENY_DISCONNECT || v == SL_DENYSOFT_DISCONNECT) {
+		reply_close(s, code, enh, text);
+		return true;
+	}
+	reply(s, code, enh, text);
+	return false;
+}
+
+static bool
+verdict_is_deny(enum sl_verdict v)
+{
+	return v == SL_DENY || v == SL_DENYSOFT || v == SL_DENY_DISCONNECT ||
+	    v == SL_DENYSOFT_DISCONNECT;
+}
+
+/* --- session life ------------------------------------------------------- */
+
+static void
+session_free(struct smtp *s)
+{
+	struct sl_hookargs a;
+	struct sl_loop *l = s->conn->loop;
+
+	if (s->connect_ran) {
+		s->conn->closing = true;
+		sl_hook_abandon(s->conn);
+		memset(&a, 0, sizeof(a));
+		a.hook = SL_HOOK_DISCONNECT;
+		sl_hook_run(s->conn, &a, NULL, NULL);
+	}
+	sl_timer_cancel(&s->data_timer);
+	if (s->next != NULL)
+		s->next->prev = s->prev;
+	if (s->prev != NULL)
+		s->prev->next = s->next;
+	else
+		sessions = s->next;
+	if (s->counted)
+		sl_ipcount_release(s->peer);
+	sl_log(LOG_INFO, s->conn->id, "disconnect client=[%s] errors=%u",
+	    s->conn->remote_ip, s->errors);
+	bufferevent_free(s->bev);
+	sl_msgreader_free(&s->mr);
+	sl_hdrsplit_free(&s->hs);
+	free(s->line);
+	free(s->params_joined);
+	sl_conn_free(&s->conn);
+	free(s);
+	sl_loop_conn_removed(l);
+}
+
+static void
+maybe_free(struct smtp *s)
+{
+	if (s->in_process) {
+		s->free_pending = true;
+		return;
+	}
+	session_free(s);
+}
+
+static void
+write_cb(struct bufferevent *bev, void *arg)
+{
+	struct smtp *s = arg;
+
+	(void)bev;
+	if (s->state == ST_CLOSING)
+		maybe_free(s);
+}
+
+static void
+session_close(struct smtp *s)
+{
+	s->state = ST_CLOSING;
+	bufferevent_disable(s->bev, EV_READ);
+	sl_timer_cancel(&s->data_timer);
+	if (evbuffer_get_length(bufferevent_get_output(s->bev)) == 0)
+		maybe_free(s);
+	/* else write_cb frees once the output is flushed */
+}
+
+static void
+event_cb(struct bufferevent *bev, short what, void *arg)
+{
+	struct smtp *s = arg;
+	static const char *const names[] = { "proxy", "busy", "command",
+		"data", "bdat", "closing" };
+
+	(void)bev;
+	if ((what & BEV_EVENT_TIMEOUT) != 0 && s->state != ST_CLOSING) {
+		sl_log(LOG_NOTICE, s->conn->id, "timeout state=%s",
+		    names[s->state]);
+		bufferevent_enable(s->bev, EV_WRITE);
+		out(s, "421 4.4.2 %s Error: timeout exceeded",
+		    s->set->hostname);
+		session_close(s);
+		return;
+	}
+	if (s->state != ST_CLOSING && s->state != ST_CMD)
+		sl_log(LOG_NOTICE, s->conn->id, "lost connection state=%s",
+		    names[s->state]);
+	s->state = ST_CLOSING;
+	maybe_free(s);
+}
+
+static void
+read_cb(struct bufferevent *bev, void *arg)
+{
+	(void)bev;
+	process_input(arg);
+}
+
+void
+smtpd_session_start(struct sl_loop *l, struct smtpd_accept *a)
+{
+	struct smtp *s;
+	struct sockaddr_storage local;
+	socklen_t llen = sizeof(local);
+	struct timeval tv;
+	int on = 1;
+
+	s = sl_xcalloc(1, sizeof(*s));
+	s->conn = sl_conn_new(l, SL_FRONT_SMTPD);
+	s->conn->fe_data = s;
+	s->set = s->conn->rt->set;
+	sl_conn_set_remote(s->conn, &a->peer, a->peerlen);
+	memcpy(s->peer, s->conn->peer_addr, 16);
+	s->counted = true;
+	if (getsockname(a->fd, (struct sockaddr *)&local, &llen) == 0)
+		sl_conn_set_local(s->conn, &local, llen);
+	setsockopt(a->fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof(on));
+	s->bev = bufferevent_socket_new(sl_loop_base(l), a->fd,
+	    BEV_OPT_CLOSE_ON_FREE);
+	s->line = sl_xmalloc(s->set->max_command_line + 1);
+	bufferevent_setcb(s->bev, read_cb, write_cb, event_cb, s);
+	/* Bounded input: a flood waits in the kernel, not in our memory. */
+	bufferevent_setwatermark(s->bev, EV_READ, 0, 256 * 1024);
+	tv.tv_sec = s->set->idle_timeout_ms / 1000;
+	tv.tv_usec = (s->set->idle_timeout_ms % 1000) * 1000;
+	bufferevent_set_timeouts(s->bev, &tv, &tv);
+	bufferevent_enable(s->bev, EV_READ | EV_WRITE);
+	s->next = sessions;
+	if (sessions != NULL)
+		sessions->prev = s;
+	sessions = s;
+	sl_loop_conn_added(l);
+	sl_log(LOG_INFO, s->conn->id, "connect client=[%s]:%u local=[%s]:%u",
+	    s->conn->remote_ip, s->conn->remote_port, s->conn->local_ip,
+	    s->conn->local_port);
+	if (a->proxy) {
+		if (!sl_cidrlist_match(&s->set->trusted_proxies,
+			s->conn->peer_addr)) {
+			sl_log(LOG_WARNING, s->conn->id,
+			    "PROXY listener: client=[%s] is not in "
+			    "trusted_proxies; closing",
+			    s->conn->remote_ip);
+			free(a);
+			session_close(s);
+			return;
+		}
+		tv.tv_sec = s->set->proxy_timeout_ms / 1000;
+		tv.tv_usec = (s->set->proxy_timeout_ms % 1000) * 1000;
+		bufferevent_set_timeouts(s->bev, &tv, NULL);
+		s->state = ST_PROXY;
+		free(a);
+		return;
+	}
+	free(a);
+	run_connect(s);
+}
+
+void
+smtpd_sessions_drain(struct sl_loop *l, bool deadline)
+{
+	struct smtp *s, *next;
+
+	(void)l;
+	for (s = sessions; s != NULL; s = next) {
+		next = s->next;
+		if (s->state == ST_CLOSING)
+			continue;
+		if (!deadline && (s->state == ST_CMD || s->state == ST_PROXY) &&
+		    s->conn->txn == NULL) {
+			out(s, "421 4.3.2 %s Service shutting down",
+			    s->set->hostname);
+			session_close(s);
+		} else if (!deadline)
+			s->drain_after_txn = true;
+		else {
+			sl_log(LOG_NOTICE, s->conn->id,
+			    "shutdown deadline: closing session in flight");
+			out(s, "421 4.3.2 %s Service shutting down",
+			    s->set->hostname);
+			session_close(s);
+		}
+	}
+}
+
+/* --- connect and greeting ---------------------------------------------- */
+
+static void
+connect_done(struct sl_conn *c, enum sl_verdict v, const struct sl_reply *r,
+    void *arg)
+{
+	struct smtp *s = arg;
+	const char *text;
+
+	(void)c;
+	if (v == SL_DENY || v == SL_DENY_DISCONNECT) {
+		text = r->text[0] != '\0' ? r->text : "Service refused";
+		if (v == SL_DENY_DISCONNECT) {
+			out(s, "554 5.7.1 %s", text);
+			session_close(s);
+			return;
+		}
+		/* RFC 5321 3.1: 554 greeting, then only QUIT is served. */
+		out(s, "554 %s ESMTP %s", s->set->hostname, text);
+		s->connect_denied = true;
+	} else if (v == SL_DENYSOFT || v == SL_DENYSOFT_DISCONNECT) {
+		out(s, "421 4.7.0 %s %s", s->set->hostname,
+		    r->text[0] != '\0' ? r->text
+				       : "Service temporarily unavailable");
+		session_close(s);
+		return;
+	} else if (s->set->banner != NULL)
+		out(s, "220 %s ESMTP %s", s->set->hostname, s->set->banner);
+	else
+		out(s, "220 %s ESMTP sluice", s->set->hostname);
+	s->state = ST_CMD;
+	process_input(s);
+}
+
+static void
+run_connect(struct smtp *s)
+{
+	s->state = ST_BUSY;
+	s->connect_ran = true;
+	memset(&s->args, 0, sizeof(s->args));
+	s->args.hook = SL_HOOK_CONNECT;
+	sl_hook_run(s->conn, &s->args, connect_done, s);
+}
+
+static bool
+read_proxy(struct smtp *s)
+{
+	struct evbuffer *in = bufferevent_get_input(s->bev);
+	struct proxy_info pi;
+	size_t len = evbuffer_get_length(in);
+	unsigned char *p;
+	long n;
+	struct timeval tv;
+
+	if (len == 0)
+		return false;
+	p = evbuffer_pullup(in, (ssize_t)(len < 600 ? len : 600));
+	n = proxy_parse(p, len < 600 ? len : 600, &pi);
+	if (n == 0 && len < 600)
+		return false;
+	if (n <= 0) {
+		sl_log(LOG_WARNING, s->conn->id,
+		    "PROXY: invalid header from client=[%s]; closing",
+		    s->conn->remote_ip);
+		session_close(s);
+		return false;
+	}
+	evbuffer_drain(in, (size_t)n);
+	if (!pi.local) {
+		if (sl_conn_set_remote_text(s->conn, pi.src_ip,
+			pi.src_port) == -1) {
+			session_close(s);
+			return false;
+		}
+		snprintf(s->conn->local_ip, sizeof(s->conn->local_ip), "%s",
+		    pi.dst_ip);
+		s->conn->local_port = pi.dst_port;
+	}
+	sl_log(LOG_INFO, s->conn->id, "proxy client=[%s]:%u via=[%s]",
+	    s->conn->remote_ip, s->conn->remote_port,
+	    sl_conn_local_ip(s->conn));
+	tv.tv_sec = s->set->idle_timeout_ms / 1000;
+	tv.tv_usec = (s->set->idle_timeout_ms % 1000) * 1000;
+	bufferevent_set_timeouts(s->bev, &tv, &tv);
+	run_connect(s);
+	return s->state == ST_CMD;
+}
+
+/* --- transactions ------------------------------------------------------- */
+
+static void
+txn_reset(struct smtp *s)
+{
+	sl_conn_end_txn(s->conn);
+	s->bdat_mode = false;
+	s->bdat_fail = false;
+	s->txn_utf8 = false;
+}
+
+/* After a transaction ends (message answered). */
+static void
+txn_finished(struct smtp *s)
+{
+	txn_reset(s);
+	s->state = ST_CMD;
+	if (s->drain_after_txn) {
+		out(s, "421 4.3.2 %s Service shutting down", s->set->hostname);
+		session_close(s);
+	}
+}
+
+static void
+reset_done(struct sl_conn *c, enum sl_verdict v, const struct sl_reply *r,
+    void *arg)
+{
+	struct smtp *s = arg;
+
+	(void)c;
+	(void)v;
+	(void)r;
+	reply(s, 250, "2.0.0", "Ok");
+	s->state = ST_CMD;
+	process_input(s);
+}
+
+static void
+cmd_rset(struct smtp *s, const char *arg)
+{
+	if (*arg != '\0') {
+		reply_error(s, 501, "5.5.4", "Syntax: RSET");
+		return;
+	}
+	txn_reset(s);
+	s->state = ST_BUSY;
+	memset(&s->args, 0, sizeof(s->args));
+	s->args.hook = SL_HOOK_RESET;
+	sl_hook_run(s->conn, &s->args, reset_done, s);
+}
+
+/* --- HELO / EHLO -------------------------------------------------------- */
+
+static void
+ehlo_reply(struct smtp *s)
+{
+	bool trusted = sl_cidrlist_match(&s->set->trusted_proxies,
+	    s->conn->peer_addr);
+
+	out(s, "250-%s Hello %s [%s]", s->set->hostname, s->conn->helo,
+	    s->conn->remote_ip);
+	if (s->set->pipelining)
+		out(s, "250-PIPELINING");
+	out(s, "250-SIZE %zu", s->set->max_message_size);
+	out(s, "250-8BITMIME");
+	out(s, "250-ENHANCEDSTATUSCODES");
+	if (s->set->smtputf8)
+		out(s, "250-SMTPUTF8");
+	if (trusted)
+		out(s, "250-XCLIENT NAME ADDR PORT PROTO HELO LOGIN DESTADDR "
+		       "DESTPORT");
+	if (s->set->chunking)
+		out(s, "250-CHUNKING");
+	out(s, "250 HELP");
+}
+
+static void
+helo_done(struct sl_conn *c, enum sl_verdict v, const struct sl_reply *r,
+    void *arg)
+{
+	struct smtp *s = arg;
+
+	s->state = ST_CMD;
+	if (verdict_is_deny(v)) {
+		if (reply_verdict(s, v, r, 550, "5.7.1", "HELO rejected"))
+			return;
+	} else {
+		free(c->helo);
+		c->helo = sl_xstrdup(s->args.arg);
+		s->greeted = true;
+		if (s->esmtp)
+			ehlo_reply(s);
+		else
+			out(s, "250 %s", s->set->hostname);
+	}
+	free((char *)(uintptr_t)s->args.arg);
+	s->args.arg = NULL;
+	process_input(s);
+}
+
+static void
+cmd_helo(struct smtp *s, const char *arg, bool esmtp)
+{
+	if (!sl_smtp_helo_valid(arg)) {
+		reply_error(s, 501, "5.5.4",
+		    esmtp ? "Syntax: EHLO hostname" : "Syntax: HELO hostname");
+		return;
+	}
+	txn_reset(s);
+	s->esmtp = esmtp;
+	s->state = ST_BUSY;
+	memset(&s->args, 0, sizeof(s->args));
+	s->args.hook = SL_HOOK_HELO;
+	s->args.arg = sl_xstrdup(arg);
+	sl_hook_run(s->conn, &s->args, helo_done, s);
+}
+
+/* --- MAIL / RCPT -------------------------------------------------------- */
+
+/* The parsed path's parameters, for the hook and for the transaction. */
+static void
+path_to_args(struct smtp *s, enum sl_hook_id h)
+{
+	size_t i, len = 0;
+	char *p;
+
+	memset(&s->args, 0, sizeof(s->args));
+	s->args.hook = h;
+	s->args.arg = s->path.addr;
+	for (i = 0; i < s->path.nparams; i++) {
+		s->params[i] = s->path.params[i];
+		len += strlen(s->path.params[i]) + 1;
+	}
+	s->args.params = s->params;
+	s->args.nparams = s->path.nparams;
+	free(s->params_joined);
+	s->params_joined = NULL;
+	if (s->path.nparams == 0)
+		return;
+	p = s->params_joined = sl_xmalloc(len);
+	for (i = 0; i < s->path.nparams; i++) {
+		size_t n = strlen(s->path.params[i]);
+
+		memcpy(p, s->path.params[i], n);
+		p += n;
+		*p++ = i + 1 < s->path.nparams ? ' ' : '\0';
+	}
+}
+
+static bool
+mail_params_ok(struct smtp *s)
+{
+	size_t i;
+	const char *p, *v;
+	char *end;
+	unsigned long long size;
+
+	for (i = 0; i < s->path.nparams; i++) {
+		p = s->path.params[i];
+		v = strchr(p, '=');
+		v = v != NULL ? v + 1 : "";
+		if (!s->esmtp) {
+			reply_error(s, 555, "5.5.4",
+			    "ESMTP parameters need EHLO");
+			return false;
+		}
+		if (strncasecmp(p, "SIZE=", 5) == 0) {
+			errno = 0;
+			size = strtoull(v, &end, 10);
+			if (*v < '0' || *v > '9' || *end != '\0' ||
+			    errno != 0) {
+				reply_error(s, 501, "5.5.4",
+				    "Bad SIZE parameter");
+				return false;
+			}
+			if (size > s->set->max_message_size) {
+				reply(s, 552, "5.3.4",
+				    "Message size exceeds fixed maximum "
+				    "message size");
+				return false;
+			}
+		} else if (strncasecmp(p, "BODY=", 5) == 0) {
+			if (strcasecmp(v, "7BIT") != 0 &&
+			    strcasecmp(v, "8BITMIME") != 0) {
+				reply_error(s, 501, "5.5.4",
+				    "BODY must be 7BIT or 8BITMIME");
+				return false;
+			}
+		} else if (strcasecmp(p, "SMTPUTF8") == 0) {
+			if (!s->set->smtputf8) {
+				reply_error(s, 555, "5.5.4",
+				    "SMTPUTF8 not supported");
+				return false;
+			}
+			s->txn_utf8 = true;
+		} else if (strncasecmp(p, "AUTH=", 5) == 0) {
+			/* RFC 4954 5: accepted; trusted only from a relay. */
+		} else {
+			reply_error(s, 555, "5.5.4",
+			    "Unsupported MAIL parameter");
+			return false;
+		}
+	}
+	return true;
+}
+
+static void
+mail_done(struct sl_conn *c, enum sl_verdict v, const struct sl_reply *r,
+    void *arg)
+{
+	struct smtp *s = arg;
+	struct sl_txn *t;
+	bool utf8 = s->txn_utf8;
+
+	s->state = ST_CMD;
+	if (verdict_is_deny(v)) {
+		s->txn_utf8 = false;
+		if (reply_verdict(s, v, r, 550, "5.7.1", "Sender rejected"))
+			return;
+	} else {
+		txn_reset(s);
+		s->txn_utf8 = utf8;
+		t = sl_conn_begin_txn(c);
+		sl_txn_set_sender(t, s->path.addr, s->params_joined);
+		if (v == SL_DISCARD)
+			t->discard = true;
+		sl_log(LOG_INFO, c->id, "mail from=<%s> txn=%s", s->path.addr,
+		    t->id);
+		reply_verdict(s, SL_OK, r, 250, "2.1.0", "Ok");
+	}
+	process_input(s);
+}
+
+static void
+cmd_mail(struct smtp *s, char *arg)
+{
+	struct sl_smtp_error err;
+
+	if (!s->greeted) {
+		reply_error(s, 503, "5.5.1", "Send HELO/EHLO first");
+		return;
+	}
+	if (s->conn->txn != NULL) {
+		reply_error(s, 503, "5.5.1", "Nested MAIL command");
+		return;
+	}
+	s->txn_utf8 = false;
+	if (sl_smtp_parse_path(arg, true, false, &s->path, &err) == -1) {
+		reply_error(s, err.code, err.enh, err.text);
+		return;
+	}
+	if (!mail_params_ok(s))
+		return;
+	path_to_args(s, SL_HOOK_MAIL);
+	s->state = ST_BUSY;
+	sl_hook_run(s->conn, &s->args, mail_done, s);
+}
+
+static bool
+domain_is_local(const struct sl_settings *set, const char *domain)
+{
+	return domain[0] != '\0' && domain[0] != '[' &&
+	    sl_strlist_has(&set->local_domains, domain);
+}
+
+static void
+rcpt_done(struct sl_conn *c, enum sl_verdict v, const struct sl_reply *r,
+    void *arg)
+{
+	struct smtp *s = arg;
+
+	s->state = ST_CMD;
+	if (verdict_is_deny(v)) {
+		if (reply_verdict(s, v, r, 550, "5.7.1", "Recipient rejected"))
+			return;
+	} else {
+		sl_txn_add_rcpt(c->txn, s->path.addr, s->params_joined);
+		if (v == SL_DISCARD)
+			c->txn->discard = true;
+		sl_log(LOG_INFO, c->id, "rcpt to=<%s>", s->path.addr);
+		reply_verdict(s, SL_OK, r, 250, "2.1.5", "Ok");
+	}
+	process_input(s);
+}
+
+static void
+cmd_rcpt(struct smtp *s, char *arg)
+{
+	struct sl_smtp_error err;
+	struct sl_conn *c = s->conn;
+	const struct sl_reply *dr;
+
+	if (c->txn == NULL) {
+		reply_error(s, 503, "5.5.1", "Need MAIL before RCPT");
+		return;
+	}
+	if (s->bdat_mode) {
+		reply_error(s, 503, "5.5.1", "RCPT after BDAT");
+		return;
+	}
+	if (sl_smtp_parse_path(arg, false, s->txn_utf8, &s->path, &err) ==
+	    -1) {
+		reply_error(s, err.code, err.enh, err.text);
+		return;
+	}
+	if (s->path.nparams > 0) {
+		reply_error(s, 555, "5.5.4", "Unsupported RCPT parameter");
+		return;
+	}
+	if (c->txn->nrcpts >= s->set->max_recipients) {
+		reply(s, 452, "4.5.3", "Too many recipients");
+		return;
+	}
+	/* Relay control, in one place. */
+	if (!c->relay_client && !s->path.postmaster) {
+		if (s->path.source_route || s->path.routed_local) {
+			sl_log(LOG_NOTICE, c->id,
+			    "rcpt to=<%s> refused reason=routed-address",
+			    s->path.addr);
+			reply(s, 550, "5.7.1",
+			    "Relay access denied: routed address");
+			return;
+		}
+		if (!domain_is_local(s->set, s->path.domain)) {
+			sl_log(LOG_NOTICE, c->id,
+			    "rcpt to=<%s> refused reason=relay", s->path.addr);
+			reply(s, 550, "5.7.1", "Relay access denied");
+			return;
+		}
+	}
+	if (c->deferred && !c->relay_client) {
+		dr = &c->deferred_reply;
+		sl_log(LOG_INFO, c->id, "rcpt to=<%s> refused reason=deferred",
+		    s->path.addr);
+		reply_verdict(s,
+		    c->deferred_verdict == SL_DENYSOFT ||
+			    c->deferred_verdict == SL_DENYSOFT_DISCONNECT
+			? SL_DENYSOFT
+			: SL_DENY,
+		    dr, 550, "5.7.1", "Rejected");
+		return;
+	}
+	path_to_args(s, SL_HOOK_RCPT);
+	s->state = ST_BUSY;
+	sl_hook_run(c, &s->args, rcpt_done, s);
+}
+
+/* --- message content ---------------------------------------------------- */
+
+static void
+content_hook_done(struct sl_conn *c, enum sl_verdict v,
+    const struct sl_reply *r, void *arg)
+{
+	struct smtp *s = arg;
+
+	(void)c;
+	if ((verdict_is_deny(v) || v == SL_DONE) && !s->content_deny) {
+		s->content_deny = true;
+		s->content_v = v == SL_DONE ? SL_DENY : v;
+		s->content_reply = *r;
+	} else if (v == SL_DISCARD && s->conn->txn != NULL)
+		s->conn->txn->discard = true;
+}
+
+static void
+hs_header(void *arg, const char *name, const char *value, const char *raw,
+    size_t raw_len)
+{
+	struct smtp *s = arg;
+	struct sl_hookargs a;
+
+	sl_txn_add_raw_header(s->conn->txn, name, value, raw, raw_len);
+	if (!sl_hook_wanted(s->conn->rt, SL_HOOK_HEADER))
+		return;
+	memset(&a, 0, sizeof(a));
+	a.hook = SL_HOOK_HEADER;
+	a.name = name;
+	a.value = value;
+	sl_hook_run(s->conn, &a, content_hook_done, s);
+}
+
+static void
+hs_eoh(void *arg, bool had_blank)
+{
+	struct smtp *s = arg;
+	struct sl_hookargs a;
+
+	s->conn->txn->had_blank = had_blank;
+	memset(&a, 0, sizeof(a));
+	a.hook = SL_HOOK_EOH;
+	sl_hook_run(s->conn, &a, content_hook_done, s);
+}
+
+static void
+hs_body(void *arg, const uint8_t *p, size_t n)
+{
+	struct smtp *s = arg;
+	struct sl_hookargs a;
+
+	if (!s->io_error && sl_txn_body_append(s->conn->txn, p, n) == -1)
+		s->io_error = true;
+	if (!sl_hook_wanted(s->conn->rt, SL_HOOK_BODY))
+		return;
+	memset(&a, 0, sizeof(a));
+	a.hook = SL_HOOK_BODY;
+	a.data = p;
+	a.len = n;
+	sl_hook_run(s->conn, &a, content_hook_done, s);
+}
+
+static void
+mr_out(void *arg, const uint8_t *p, size_t n)
+{
+	struct smtp *s = arg;
+
+	if (s->conn->txn == NULL)
+		return; /* BDAT chunk being discarded */
+	s->conn->txn->size += n;
+	sl_hdrsplit_feed(s->hs, p, n);
+}
+
+static void
+content_begin(struct smtp *s, bool dot_mode)
+{
+	struct sl_msgreader_limits ml;
+	struct sl_hdrsplit_limits hl;
+	struct sl_hdrsplit_cb cb;
+
+	if (s->mr == NULL) {
+		memset(&ml, 0, sizeof(ml));
+		/* max_line_length counts the CRLF (RFC 5321 4.5.3.1.6). */
+		ml.max_line = s->set->max_line_length - 2;
+		ml.max_size = s->set->max_message_size;
+		ml.normalise = s->set->bare_newline == SL_BARE_NORMALISE;
+		s->mr = sl_msgreader_new(&ml, mr_out, s);
+		memset(&hl, 0, sizeof(hl));
+		hl.max_header = s->set->max_header_size;
+		memset(&cb, 0, sizeof(cb));
+		cb.header = hs_header;
+		cb.eoh = hs_eoh;
+		cb.body = hs_body;
+		cb.arg = s;
+		s->hs = sl_hdrsplit_new(&hl, &cb);
+	}
+	sl_msgreader_reset(s->mr, dot_mode);
+	sl_hdrsplit_reset(s->hs);
+	s->content_deny = false;
+	s->io_error = false;
+}
+
+static void
+add_received(struct smtp *s)
+{
+	struct sl_conn *c = s->conn;
+	struct sl_txn *t = c->txn;
+	char date[64], *v;
+	const char *proto;
+
+	sl_rfc5322_date(date, sizeof(date));
+	if (s->txn_utf8)
+		proto = c->tls ? "UTF8SMTPS" : "UTF8SMTP";
+	else if (!s->esmtp)
+		proto = "SMTP";
+	else if (c->auth_user != NULL)
+		proto = c->tls ? "ESMTPSA" : "ESMTPA";
+	else
+		proto = c->tls ? "ESMTPS" : "ESMTP";
+	v = sl_xasprintf("from %s (%s [%s])\n\tby %s (sluice) with %s id %s"
+			 "%s%s%s;\n\t%s",
+	    c->helo != NULL ? c->helo : "unknown",
+	    c->remote_host != NULL ? c->remote_host : "unknown", c->remote_ip,
+	    s->set->hostname, proto, t->id,
+	    t->nrcpts == 1 ? "\n\tfor <" : "", t->nrcpts == 1 ? t->rcpts[0].addr : "",
+	    t->nrcpts == 1 ? ">" : "", date);
+	sl_edit_header_insert(t, 0, "Received", v);
+	free(v);
+}
+
+static void
+queue_done(struct sl_conn *c, enum sl_verdict v, const struct sl_reply *r,
+    void *arg)
+{
+	struct smtp *s = arg;
+	char text[128];
+
+	if (v == SL_OK || v == SL_DONE || v == SL_DISCARD) {
+		snprintf(text, sizeof(text), "Ok: queued as %s", c->txn->id);
+		sl_log(LOG_INFO, c->id, "queued txn=%s size=%llu rcpts=%zu",
+		    c->txn->id, (unsigned long long)c->txn->size,
+		    c->txn->nrcpts);
+		reply_verdict(s, SL_OK, r, 250, "2.0.0", text);
+	} else if (v == SL_DECLINED) {
+		sl_log(LOG_WARNING, c->id,
+		    "txn=%s no queue plugin accepted the message",
+		    c->txn->id);
+		reply(s, 451, "4.3.0",
+		    "Queuing declined or disabled, try again later");
+	} else if (reply_verdict(s, v, r, 451, "4.3.0", "Queuing failed"))
+		return;
+	txn_finished(s);
+	process_input(s);
+}
+
+static void
+data_post_done(struct sl_conn *c, enum sl_verdict v, const struct sl_reply *r,
+    void *arg)
+{
+	struct smtp *s = arg;
+
+	if (verdict_is_deny(v)) {
+		if (reply_verdict(s, v, r, 550, "5.7.1", "Message rejected"))
+			return;
+		txn_finished(s);
+		process_input(s);
+		return;
+	}
+	if (v == SL_DISCARD || c->txn->discard) {
+		sl_log(LOG_INFO, c->id, "discarded txn=%s", c->txn->id);
+		reply(s, 250, "2.0.0", "Ok");
+		txn_finished(s);
+		process_input(s);
+		return;
+	}
+	memset(&s->args, 0, sizeof(s->args));
+	s->args.hook = SL_HOOK_QUEUE;
+	sl_hook_run(c, &s->args, queue_done, s);
+}
+
+/* The whole message was read (DATA end or BDAT LAST): answer it. */
+static void
+content_end(struct smtp *s)
+{
+	unsigned int fl = sl_msgreader_flags(s->mr);
+	char text[128];
+
+	sl_timer_cancel(&s->data_timer);
+	s->state = ST_BUSY;
+	sl_hdrsplit_finish(s->hs);
+	if ((fl & SL_MR_TOO_BIG) != 0) {
+		reply(s, 552, "5.3.4",
+		    "Message size exceeds fixed maximum message size");
+	} else if ((fl & (SL_MR_BARE_LF | SL_MR_BARE_CR)) != 0 &&
+	    s->set->bare_newline == SL_BARE_REJECT) {
+		sl_log(LOG_NOTICE, s->conn->id, "message refused reason=%s",
+		    (fl & SL_MR_BARE_LF) != 0 ? "bare-LF" : "bare-CR");
+		reply(s, 554, "5.6.0",
+		    "Message contains bare CR or LF characters; lines must "
+		    "end with CRLF (RFC 5321 2.3.8)");
+	} else if ((fl & SL_MR_LONG_LINE) != 0) {
+		snprintf(text, sizeof(text),
+		    "Message has a line longer than %zu bytes",
+		    s->set->max_line_length);
+		reply(s, 554, "5.6.0", text);
+	} else if (s->io_error) {
+		reply(s, 451, "4.3.0", "Local error storing message");
+	} else if (s->content_deny) {
+		if (reply_verdict(s, s->content_v, &s->content_reply, 550,
+			"5.7.1", "Message rejected"))
+			return;
+	} else {
+		add_received(s);
+		memset(&s->args, 0, sizeof(s->args));
+		s->args.hook = SL_HOOK_DATA_POST;
+		sl_hook_run(s->conn, &s->args, data_post_done, s);
+		return;
+	}
+	txn_finished(s);
+}
+
+static void
+data_timeout_cb(void *arg)
+{
+	struct smtp *s = arg;
+
+	s->data_timer = NULL;
+	sl_log(LOG_NOTICE, s->conn->id, "timeout reason=data_timeout");
+	out(s, "421 4.4.2 %s Error: timeout exceeded", s->set->hostname);
+	session_close(s);
+}
+
+static void
+data_done(struct sl_conn *c, enum sl_verdict v, const struct sl_reply *r,
+    void *arg)
+{
+	struct smtp *s = arg;
+
+	(void)c;
+	if (verdict_is_deny(v)) {
+		s->state = ST_CMD;
+		if (reply_verdict(s, v, r, 554, "5.7.1", "Data rejected"))
+			return;
+		process_input(s);
+		return;
+	}
+	content_begin(s, true);
+	reply(s, 354, "", "End data with <CR><LF>.<CR><LF>");
+	s->data_timer = sl_timer_add(c->loop, s->set->data_timeout_ms,
+	    data_timeout_cb, s);
+	s->state = ST_DATA;
+	process_input(s);
+}
+
+static void
+cmd_data(struct smtp *s, const char *arg)
+{
+	struct sl_conn *c = s->conn;
+
+	if (*arg != '\0') {
+		reply_error(s, 501, "5.5.4", "Syntax: DATA");
+		return;
+	}
+	if (c->txn == NULL) {
+		reply_error(s, 503, "5.5.1", "Need MAIL command");
+		return;
+	}
+	if (s->bdat_mode) {
+		reply_error(s, 503, "5.5.1", "DATA after BDAT");
+		return;
+	}
+	if (c->txn->nrcpts == 0) {
+		reply_error(s, 554, "5.5.1", "No valid recipients");
+		return;
+	}
+	s->state = ST_BUSY;
+	memset(&s->args, 0, sizeof(s->args));
+	s->args.hook = SL_HOOK_DATA;
+	sl_hook_run(c, &s->args, data_done, s);
+}
+
+static bool
+read_data(struct smtp *s)
+{
+	struct evbuffer *in = bufferevent_get_input(s->bev);
+	struct evbuffer_iovec v[8];
+	int i, n;
+	size_t used, total = 0;
+	bool done = false;
+
+	n = evbuffer_peek(in, -1, NULL, v, 8);
+	if (n > 8)
+		n = 8;
+	for (i = 0; i < n && !done; i++) {
+		used = sl_msgreader_feed(s->mr, v[i].iov_base, v[i].iov_len,
+		    &done);
+		total += used;
+	}
+	evbuffer_drain(in, total);
+	if (done) {
+		content_end(s);
+		return true;
+	}
+	return total > 0 && evbuffer_get_length(in) > 0;
+}
+
+/* --- BDAT (RFC 3030) ----------------------------------------------------- */
+
+static void
+bdat_start_chunk(struct smtp *s)
+{
+	s->state = ST_BDAT;
+}
+
+static void
+bdat_data_done(struct sl_conn *c, enum sl_verdict v, const struct sl_reply *r,
+    void *arg)
+{
+	struct smtp *s = arg;
+
+	(void)c;
+	if (verdict_is_deny(v)) {
+		s->bdat_fail = true;
+		s->bdat_reply = *r;
+		if (s->bdat_reply.code == 0) {
+			s->bdat_reply.code = v == SL_DENY ? 554 : 451;
+			snprintf(s->bdat_reply.enh, sizeof(s->bdat_reply.enh),
+			    v == SL_DENY ? "5.7.1" : "4.7.1");
+		}
+		if (s->bdat_reply.text[0] == '\0')
+			snprintf(s->bdat_reply.text,
+			    sizeof(s->bdat_reply.text), "Data rejected");
+	} else {
+		content_begin(s, false);
+		s->data_timer = sl_timer_add(c->loop, s->set->data_timeout_ms,
+		    data_timeout_cb, s);
+	}
+	bdat_start_chunk(s);
+	process_input(s);
+}
+
+static void
+cmd_bdat(struct smtp *s, const char *arg)
+{
+	struct sl_conn *c = s->conn;
+	uint64_t size;
+	bool last;
+
+	if (!s->set->chunking) {
+		reply_error(s, 502, "5.5.1", "BDAT not supported");
+		return;
+	}
+	if (sl_smtp_parse_bdat(arg, &size, &last) == -1) {
+		/* The chunk length is unknown: nothing to skip. */
+		reply_error(s, 501, "5.5.4", "Syntax: BDAT size [LAST]");
+		return;
+	}
+	s->bdat_left = size;
+	s->bdat_last = last;
+	if (c->txn == NULL || c->txn->nrcpts == 0) {
+		/* RFC 3030 2: the chunk is read, then refused. */
+		s->bdat_fail = true;
+		s->bdat_reply.code = 503;
+		snprintf(s->bdat_reply.enh, sizeof(s->bdat_reply.enh),
+		    "5.5.1");
+		snprintf(s->bdat_reply.text, sizeof(s->bdat_reply.text), "%s",
+		    c->txn == NULL ? "Need MAIL command" : "No valid recipients");
+		bdat_start_chunk(s);
+		return;
+	}
+	if (s->bdat_fail) {
+		bdat_start_chunk(s);
+		return;
+	}
+	if (!s->bdat_mode) {
+		s->bdat_mode = true;
+		s->state = ST_BUSY;
+		memset(&s->args, 0, sizeof(s->args));
+		s->args.hook = SL_HOOK_DATA;
+		sl_hook_run(c, &s->args, bdat_data_done, s);
+		return;
+	}
+	bdat_start_chunk(s);
+}
+
+static void
+bdat_chunk_end(struct smtp *s)
+{
+	struct sl_reply r;
+	char text[64];
+
+	if (s->bdat_fail) {
+		r = s->bdat_reply;
+		s->state = ST_CMD;
+		if (s->conn->txn != NULL) {
+			/* RFC 3030 2: a failed chunk fails the transaction. */
+			txn_reset(s);
+		}
+		s->bdat_fail = false;
+		reply_error(s, r.code, r.enh, r.text);
+		return;
+	}
+	if (!s->bdat_last) {
+		snprintf(text, sizeof(text), "%llu octets received",
+		    (unsigned long long)sl_msgreader_size(s->mr));
+		reply(s, 250, "2.0.0", text);
+		s->state = ST_CMD;
+		return;
+	}
+	sl_msgreader_finish(s->mr);
+	content_end(s);
+}
+
+static bool
+read_bdat(struct smtp *s)
+{
+	struct evbuffer *in = bufferevent_get_input(s->bev);
+	struct evbuffer_iovec v[8];
+	size_t want, total = 0, n;
+	bool done;
+	int i, nv;
+
+	if (s->bdat_left > 0) {
+		want = evbuffer_get_length(in);
+		if (want > s->bdat_left)
+			want = (size_t)s->bdat_left;
+		if (want == 0)
+			return false;
+		nv = evbuffer_peek(in, (ssize_t)want, NULL, v, 8);
+		if (nv > 8)
+			nv = 8;
+		for (i = 0; i < nv && total < want; i++) {
+			n = v[i].iov_len;
+			if (n > want - total)
+				n = want - total;
+			if (!s->bdat_fail)
+				sl_msgreader_feed(s->mr, v[i].iov_base, n,
+				    &done);
+			total += n;
+		}
+		evbuffer_drain(in, total);
+		s->bdat_left -= total;
+	}
+	if (s->bdat_left == 0) {
+		bdat_chunk_end(s);
+		return true;
+	}
+	return false;
+}
+
+/* --- XCLIENT (Postfix) --------------------------------------------------- */
+
+static bool
+xtext_decode(char *s)
+{
+	char *r = s, *w = s;
+	int hi, lo;
+
+	while (*r != '\0') {
+		if (*r != '+') {
+			*w++ = *r++;
+			continue;
+		}
+		hi = r[1] >= '0' && r[1] <= '9' ? r[1] - '0'
+		    : r[1] >= 'A' && r[1] <= 'F' ? r[1] - 'A' + 10
+						  : -1;
+		lo = hi < 0 ? -1
+		    : r[2] >= '0' && r[2] <= '9' ? r[2] - '0'
+		    : r[2] >= 'A' && r[2] <= 'F' ? r[2] - 'A' + 10
+						  : -1;
+		if (hi < 0 || lo < 0)
+			return false;
+		*w++ = (char)(hi * 16 + lo);
+		r += 3;
+	}
+	*w = '\0';
+	return true;
+}
+
+static void
+cmd_xclient(struct smtp *s, char *arg)
+{
+	struct sl_conn *c = s->conn;
+	char *tok, *save = NULL, *val;
+	char addr[64] = "";
+	unsigned long port = 0;
+	char *name = NULL, *helo = NULL;
+
+	if (!sl_cidrlist_match(&s->set->trusted_proxies, c->peer_addr)) {
+		reply_error(s, 550, "5.7.0",
+		    "Error: insufficient authorization");
+		return;
+	}
+	if (c->txn != NULL) {
+		reply_error(s, 503, "5.5.1", "XCLIENT inside a transaction");
+		return;
+	}
+	for (tok = strtok_r(arg, " ", &save); tok != NULL;
+	     tok = strtok_r(NULL, " ", &save)) {
+		val = strchr(tok, '=');
+		if (val == NULL || !xtext_decode(val + 1))
+			goto syntax;
+		*val++ = '\0';
+		if (strcasecmp(val, "[UNAVAILABLE]") == 0 ||
+		    strcasecmp(val, "[TEMPUNAVAIL]") == 0)
+			continue;
+		if (strcasecmp(tok, "ADDR") == 0) {
+			if (strncasecmp(val, "IPV6:", 5) == 0)
+				val += 5;
+			if (strlen(val) >= sizeof(addr))
+				goto syntax;
+			snprintf(addr, sizeof(addr), "%s", val);
+		} else if (strcasecmp(tok, "PORT") == 0) {
+			char *end;
+
+			errno = 0;
+			port = strtoul(val, &end, 10);
+			if (*end != '\0' || errno != 0 || port > 65535)
+				goto syntax;
+		} else if (strcasecmp(tok, "NAME") == 0)
+			name = val;
+		else if (strcasecmp(tok, "HELO") == 0)
+			helo = val;
+		else if (strcasecmp(tok, "PROTO") == 0 ||
+		    strcasecmp(tok, "LOGIN") == 0 ||
+		    strcasecmp(tok, "DESTADDR") == 0 ||
+		    strcasecmp(tok, "DESTPORT") == 0)
+			continue;
+		else
+			goto syntax;
+	}
+	if (addr[0] != '\0' &&
+	    sl_conn_set_remote_text(c, addr, (unsigned int)port) == -1)
+		goto syntax;
+	free(c->remote_host);
+	c->remote_host = name != NULL && sl_smtp_helo_valid(name)
+	    ? sl_xstrdup(name)
+	    : NULL;
+	free(c->helo);
+	c->helo = helo != NULL && sl_smtp_helo_valid(helo) ? sl_xstrdup(helo)
+							    : NULL;
+	s->greeted = false;
+	s->esmtp = false;
+	c->deferred = false;
+	sl_log(LOG_INFO, c->id, "xclient client=[%s]:%u name=%s",
+	    c->remote_ip, c->remote_port,
+	    c->remote_host != NULL ? c->remote_host : "unknown");
+	/* Postfix semantics: the session starts over with a new greeting. */
+	run_connect(s);
+	return;
+syntax:
+	reply_error(s, 501, "5.5.4", "Bad XCLIENT attribute");
+}
+
+/* --- unknown commands --------------------------------------------------- */
+
+static void
+unrecognized_done(struct sl_conn *c, enum sl_verdict v,
+    const struct sl_reply *r, void *arg)
+{
+	struct smtp *s = arg;
+
+	(void)c;
+	s->state = ST_CMD;
+	if (verdict_is_deny(v) || v == SL_DONE) {
+		if (reply_verdict(s, v, r, 500, "5.5.1",
+			"Command unrecognized"))
+			return;
+	} else
+		reply(s, 500, "5.5.1", "Command unrecognized");
+	if (++s->unknown >= s->set->max_unknown_commands) {
+		sl_log(LOG_NOTICE, s->conn->id,
+		    "disconnect reason=max_unknown_commands");
+		out(s, "421 4.7.0 %s Too many unrecognized commands",
+		    s->set->hostname);
+		session_close(s);
+		return;
+	}
+	process_input(s);
+}
+
+static void
+cmd_unknown(struct smtp *s, const char *line)
+{
+	s->state = ST_BUSY;
+	memset(&s->args, 0, sizeof(s->args));
+	s->args.hook = SL_HOOK_UNRECOGNIZED;
+	s->args.arg = line;
+	sl_hook_run(s->conn, &s->args, unrecognized_done, s);
+}
+
+/* --- the command dispatcher --------------------------------------------- */
+
+static void
+dispatch(struct smtp *s, char *line, size_t len)
+{
+	const char *arg;
+	enum sl_smtp_verb verb;
+
+	verb = sl_smtp_parse_verb(line, len, &arg);
+	sl_log(LOG_DEBUG, s->conn->id, "command=\"%s\"",
+	    verb == SL_VERB_UNKNOWN || verb == SL_VERB_AUTH ? "?" : line);
+	if (s->connect_denied && verb != SL_VERB_QUIT) {
+		reply_error(s, 503, "5.7.0", "Service refused, send QUIT");
+		return;
+	}
+	switch (verb) {
+	case SL_VERB_HELO:
+		cmd_helo(s, arg, false);
+		break;
+	case SL_VERB_EHLO:
+		cmd_helo(s, arg, true);
+		break;
+	case SL_VERB_MAIL:
+		cmd_mail(s, line + (arg - line));
+		break;
+	case SL_VERB_RCPT:
+		cmd_rcpt(s, line + (arg - line));
+		break;
+	case SL_VERB_DATA:
+		cmd_data(s, arg);
+		break;
+	case SL_VERB_BDAT:
+		cmd_bdat(s, arg);
+		break;
+	case SL_VERB_RSET:
+		cmd_rset(s, arg);
+		break;
+	case SL_VERB_NOOP:
+		reply(s, 250, "2.0.0", "Ok");
+		break;
+	case SL_VERB_QUIT:
+		out(s, "221 2.0.0 %s Bye", s->set->hostname);
+		session_close(s);
+		break;
+	case SL_VERB_VRFY:
+		reply(s, 252, "2.5.2",
+		    "Cannot VRFY user, but will accept message and attempt "
+		    "delivery");
+		break;
+	case SL_VERB_EXPN:
+		reply(s, 502, "5.5.1", "EXPN not supported");
+		break;
+	case SL_VERB_HELP:
+		reply(s, 214, "2.0.0",
+		    "Commands: HELO EHLO MAIL RCPT DATA BDAT RSET NOOP QUIT "
+		    "VRFY HELP");
+		break;
+	case SL_VERB_STARTTLS:
+	case SL_VERB_AUTH:
+		reply_error(s, 502, "5.5.1", "Command not implemented");
+		break;
+	case SL_VERB_XCLIENT:
+		cmd_xclient(s, line + (arg - line));
+		break;
+	default:
+		cmd_unknown(s, line);
+		break;
+	}
+}
+
+/*
+ * Reads one command line.  Returns true if the caller should go on
+ * (something was consumed), false if more input is needed.
+ */
+static bool
+read_command(struct smtp *s)
+{
+	struct evbuffer *in = bufferevent_get_input(s->bev);
+	size_t len = evbuffer_get_length(in), max = s->set->max_command_line;
+	size_t scan, i;
+	unsigned char *p;
+	struct evbuffer_ptr ep;
+
+	if (len == 0)
+		return false;
+	if (s->skipping) {
+		ep = evbuffer_search(in, "\n", 1, NULL);
+		if (ep.pos < 0) {
+			evbuffer_drain(in, len);
+			return false;
+		}
+		evbuffer_drain(in, (size_t)ep.pos + 1);
+		s->skipping = false;
+		return true;
+	}
+	scan = len < max + 1 ? len : max + 1;
+	p = evbuffer_pullup(in, (ssize_t)scan);
+	for (i = 0; i < scan; i++)
+		if (p[i] == '\r' || p[i] == '\n' || p[i] == '\0')
+			break;
+	if (i == scan) {
+		if (len <= max)
+			return false;
+		/* Over the limit: answer now, skip through the next LF. */
+		s->skipping = true;
+		reply_error(s, 500, "5.5.2", "Line too long");
+		return true;
+	}
+	if (p[i] == '\r' && i + 1 == scan && scan == len)
+		return false; /* CR at the end: wait for what follows */
+	if (p[i] == '\r' && i + 1 < scan && p[i + 1] == '\n') {
+		if (i + 2 > max) {
+			evbuffer_drain(in, i + 2);
+			reply_error(s, 500, "5.5.2", "Line too long");
+			return true;
+		}
+		memcpy(s->line, p, i);
+		s->line[i] = '\0';
+		evbuffer_drain(in, i + 2);
+		dispatch(s, s->line, i);
+		return true;
+	}
+	/* A bare LF, bare CR or NUL: the line is never run. */
+	sl_log(LOG_NOTICE, s->conn->id, "invalid command line reason=%s",
+	    p[i] == '\n' ? "bare-LF" : p[i] == '\r' ? "bare-CR" : "NUL");
+	if (p[i] == '\n')
+		evbuffer_drain(in, i + 1);
+	else
+		s->skipping = true;
+	reply_error(s, 500, "5.5.2",
+	    p[i] == '\0' ? "NUL character in command"
+			 : "Bare CR or LF in command; lines end with CRLF");
+	return true;
+}
+
+static void
+process_input(struct smtp *s)
+{
+	bool more = true;
+
+	if (s->in_process)
+		return;
+	s->in_process = true;
+	while (more) {
+		switch (s->state) {
+		case ST_PROXY:
+			more = read_proxy(s);
+			break;
+		case ST_CMD:
+			more = read_command(s);
+			break;
+		case ST_DATA:
+			more = read_data(s);
+			break;
+		case ST_BDAT:
+			more = read_bdat(s);
+			break;
+		default:
+			more = false;
+			break;
+		}
+	}
+	s->in_process = false;
+	if (s->free_pending)
+		session_free(s);
+}

@@ -1,0 +1,40 @@
+/*
+ * smtpd.h - internals of sluice-smtpd shared by main.c (listeners,
+ * signals, privileges) and session.c (the ESMTP state machine).
+ */
+#ifndef SMTPD_H
+#define SMTPD_H
+
+#include <sys/socket.h>
+
+#include <stdbool.h>
+
+struct sl_loop;
+
+/* An accepted socket handed from the listener thread to a loop thread. */
+struct smtpd_accept {
+	struct sl_loop *loop;
+	int fd;
+	bool proxy; /* the listener expects a PROXY protocol header */
+	struct sockaddr_storage peer;
+	socklen_t peerlen;
+};
+
+/* Starts a session for a->fd on loop l (on l's thread); frees a. */
+void smtpd_session_start(struct sl_loop *l, struct smtpd_accept *a);
+/* Loop-thread callback for SIGTERM draining (see sl_loops_set_drain_cb). */
+void smtpd_sessions_drain(struct sl_loop *l, bool deadline);
+
+/* Parses a PROXY v1/v2 header at the start of buf; see proxy.c. */
+struct proxy_info {
+	bool local;		/* v2 LOCAL / v1 UNKNOWN: keep the real peer */
+	char src_ip[64];
+	unsigned int src_port;
+	char dst_ip[64];
+	unsigned int dst_port;
+};
+/* Returns bytes consumed (>0), 0 if more input is needed, -1 if invalid. */
+long proxy_parse(const unsigned char *buf, size_t len,
+    struct proxy_info *info_r);
+
+#endif

@@ -1,0 +1,446 @@
+#!/bin/bash
+# t/lib.sh - the TAP harness of the sluice integration tests.
+#
+# A test is a bash script (#!/bin/bash) that does
+#     . "$SLUICE_SRC/t/lib.sh"
+# with SLUICE_SRC (source tree) and SLUICE_BUILD (build tree) in the
+# environment, as "make check" sets them.
+#
+# TAP:      plan N | ok STATUS DESC | is GOT WANT DESC | like GOT ERE DESC
+#           unlike GOT ERE DESC | skip_all REASON | diag TEXT | done_testing
+# run dir:  setup_run         -> $RUN (0755), removed at exit unless KEEP=1
+# daemon:   free_port | write_conf FILE <body | sluice_start CONF | sluice_stop
+# clients:  swaks_to ARGS... | smtp_chat [--port P] [--raw] ... <script
+# misc:     maildir_count DIR | wait_for CMD... | track_pid PID
+#
+# Hermetic by default: when run as root and unshare(1) works, every test
+# re-executes itself in a private network namespace whose only interface is
+# loopback (SLUICE_NETNS=0 turns that off).  Every loop is bounded in time;
+# processes are stopped by the PID we started, never by name.
+
+# ---------------------------------------------------------------- netns
+if [ "${SLUICE_IN_NETNS:-}" != 1 ] && [ "${SLUICE_NETNS:-1}" != 0 ] &&
+	[ "$(id -u)" = 0 ] && command -v unshare >/dev/null 2>&1 &&
+	command -v ip >/dev/null 2>&1 &&
+	unshare --net true >/dev/null 2>&1; then
+	export SLUICE_IN_NETNS=1
+	exec unshare --net "$BASH" "$0" "$@"
+fi
+if [ "${SLUICE_IN_NETNS:-}" = 1 ]; then
+	ip link set lo up 2>/dev/null
+fi
+
+: "${SLUICE_SRC:?SLUICE_SRC must point to the source tree}"
+: "${SLUICE_BUILD:=$SLUICE_SRC/build}"
+export SLUICE_SRC SLUICE_BUILD
+
+if [ -x /usr/bin/python3 ]; then
+	SLUICE_PYTHON=/usr/bin/python3
+else
+	SLUICE_PYTHON=python3
+fi
+
+_T_NUM=0
+_T_FAILED=0
+_T_PLAN=
+_T_PIDS=()
+RUN=${RUN:-}
+
+# ---------------------------------------------------------------- TAP
+plan() {
+	_T_PLAN=$1
+	echo "1..$1"
+}
+
+# done_testing: print the plan at the end when no "plan N" was given
+done_testing() {
+	if [ -z "$_T_PLAN" ]; then
+		_T_PLAN=$_T_NUM
+		echo "1..$_T_NUM"
+	fi
+}
+
+diag() {
+	local line
+	while IFS= read -r line; do
+		echo "# $line" >&2
+	done <<<"$*"
+}
+
+# note: like diag, on stdout (shown by prove -v only)
+note() {
+	local line
+	while IFS= read -r line; do
+		echo "# $line"
+	done <<<"$*"
+}
+
+skip_all() {
+	echo "1..0 # SKIP $*"
+	_T_PLAN=0
+	exit 0
+}
+
+# skip N REASON: N passing "skip" results (for conditional blocks)
+skip() {
+	local n=$1 i
+	shift
+	for ((i = 0; i < n; i++)); do
+		_T_NUM=$((_T_NUM + 1))
+		echo "ok $_T_NUM # skip $*"
+	done
+}
+
+# _t_where: "file line N" of the test line that called the assertion
+_t_where() {
+	local i=1
+	while [ "${BASH_SOURCE[$i]:-}" = "${BASH_SOURCE[0]}" ]; do
+		i=$((i + 1))
+	done
+	echo "${BASH_SOURCE[$i]:-?} line ${BASH_LINENO[$((i - 1))]:-?}"
+}
+
+# ok STATUS DESC: STATUS 0 passes
+ok() {
+	local st=$1
+	shift
+	_T_NUM=$((_T_NUM + 1))
+	if [ "$st" = 0 ]; then
+		echo "ok $_T_NUM - $*"
+		return 0
+	fi
+	echo "not ok $_T_NUM - $*"
+	_T_FAILED=$((_T_FAILED + 1))
+	diag "  Failed test '$*'"
+	diag "  at $(_t_where)"
+	return 1
+}
+
+is() {
+	local got=$1 want=$2
+	shift 2
+	if [ "$got" = "$want" ]; then
+		ok 0 "$@"
+		return 0
+	fi
+	ok 1 "$@"
+	diag "         got: '$got'
+    expected: '$want'"
+	return 1
+}
+
+like() {
+	local got=$1 re=$2
+	shift 2
+	if [[ $got =~ $re ]]; then
+		ok 0 "$@"
+		return 0
+	fi
+	ok 1 "$@"
+	diag "                  '$got'
+    doesn't match '$re'"
+	return 1
+}
+
+unlike() {
+	local got=$1 re=$2
+	shift 2
+	if ! [[ $got =~ $re ]]; then
+		ok 0 "$@"
+		return 0
+	fi
+	ok 1 "$@"
+	diag "                  '$got'
+          matches '$re'"
+	return 1
+}
+
+# ---------------------------------------------------------------- processes
+track_pid() { _T_PIDS+=("$1"); }
+
+# stop_pid PID [TIMEOUT_S] [SIGNAL]: signal a process we started, wait for
+# it, SIGKILL it (and its direct children) after TIMEOUT_S.
+stop_pid() {
+	local pid=$1 t=${2:-10} sig=${3:-TERM} i
+	[ -n "$pid" ] || return 0
+	kill -0 "$pid" 2>/dev/null || {
+		wait "$pid" 2>/dev/null
+		return 0
+	}
+	{
+		kill -"$sig" "$pid"
+		for ((i = 0; i < t * 50; i++)); do
+			kill -0 "$pid" || break
+			sleep 0.02
+		done
+		if kill -0 "$pid"; then
+			pkill -KILL -P "$pid"
+			kill -KILL "$pid"
+		fi
+		wait "$pid"
+	} 2>/dev/null
+	return 0
+}
+
+_t_cleanup() {
+	local rc=$? pid san
+	trap - EXIT
+	for pid in "${_T_PIDS[@]}"; do
+		stop_pid "$pid" 10
+	done
+	if [ -n "$RUN" ] && [ -f "$RUN/smtpd.log" ]; then
+		# sanitizer reports from any daemon we ran fail the test
+		san=$(grep -E -m 20 'ERROR: (Address|Leak|Thread)Sanitizer|runtime error:|SUMMARY: .*Sanitizer' "$RUN/smtpd.log" 2>/dev/null)
+		if [ -n "$san" ]; then
+			diag "sanitizer report in $RUN/smtpd.log:"
+			diag "$san"
+			[ "$rc" = 0 ] && rc=99
+		fi
+	fi
+	if [ -n "$_T_PLAN" ] && [ "$_T_PLAN" != 0 ] && [ "$_T_NUM" != "$_T_PLAN" ]; then
+		diag "Looks like you planned $_T_PLAN tests but ran $_T_NUM."
+		[ "$rc" = 0 ] && rc=255
+	fi
+	if [ "$_T_FAILED" != 0 ] && [ "$rc" = 0 ]; then
+		rc=$((_T_FAILED > 254 ? 254 : _T_FAILED))
+	fi
+	if [ "$rc" != 0 ] && [ -n "$RUN" ] && [ -s "$RUN/smtpd.log" ]; then
+		diag "last lines of $RUN/smtpd.log:"
+		diag "$(tail -n 40 "$RUN/smtpd.log")"
+	fi
+	if [ -n "$RUN" ] && [ -d "$RUN" ]; then
+		if [ "${KEEP:-0}" = 1 ]; then
+			diag "KEEP=1: run directory kept in $RUN"
+		else
+			rm -rf "$RUN"
+		fi
+	fi
+	exit "$rc"
+}
+
+# setup_run: private 0755 run directory $RUN (under /run when writable,
+# else $TMPDIR), with $RUN/var as the state directory.  Installs the exit
+# handler that stops every tracked process and removes $RUN.
+setup_run() {
+	local parent
+	for parent in "${SLUICE_TEST_TMP:-}" /run "${TMPDIR:-/tmp}"; do
+		[ -n "$parent" ] && [ -d "$parent" ] && [ -w "$parent" ] || continue
+		RUN=$(mktemp -d -p "$parent" sluice-test.XXXXXX 2>/dev/null) && break
+	done
+	[ -n "$RUN" ] && [ -d "$RUN" ] || {
+		echo "Bail out! cannot create a run directory"
+		exit 1
+	}
+	chmod 755 "$RUN"
+	mkdir -p "$RUN/var/spool"
+	: >"$RUN/smtpd.log"
+	export RUN
+	trap _t_cleanup EXIT
+	trap 'exit 130' INT
+	trap 'exit 143' TERM
+}
+
+# ---------------------------------------------------------------- daemon
+# free_port: a free TCP port on 127.0.0.1.  Chosen below the kernel's
+# ephemeral range (so no client connection can take it meanwhile), checked
+# with bind(), and reserved with an O_EXCL file so that parallel tests
+# never get the same one.
+free_port() {
+	"$SLUICE_PYTHON" - "${SLUICE_PORT_DIR:-/tmp/sluice-test-ports}" <<'EOF'
+import os, random, socket, sys, time
+d = sys.argv[1]
+try:
+    os.makedirs(d, mode=0o1777, exist_ok=True)
+except OSError:
+    d = None
+try:
+    lo = int(open('/proc/sys/net/ipv4/ip_local_port_range').read().split()[0])
+except Exception:
+    lo = 32768
+lo = max(lo, 12000)
+for _ in range(500):
+    p = random.randrange(10000, lo)
+    if d:
+        f = os.path.join(d, str(p))
+        try:
+            if time.time() - os.stat(f).st_mtime > 3600:
+                os.unlink(f)  # stale reservation of a killed run
+        except OSError:
+            pass
+        try:
+            os.close(os.open(f, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))
+        except OSError:
+            continue
+    s = socket.socket()
+    try:
+        s.bind(('127.0.0.1', p))
+    except OSError:
+        continue
+    finally:
+        s.close()
+    print(p)
+    sys.exit(0)
+sys.exit(1)
+EOF
+}
+
+# write_conf FILE: the config body from stdin, after the common prelude
+write_conf() {
+	local f=$1
+	if [ -z "${PORT:-}" ]; then
+		PORT=$(free_port) || {
+			echo "Bail out! no free port"
+			exit 1
+		}
+	fi
+	export PORT
+	{
+		echo "# written by t/lib.sh write_conf"
+		echo "hostname mx.sluice.test"
+		echo "state_dir $RUN/var"
+		echo "plugin_dir $SLUICE_BUILD/plugins $SLUICE_BUILD/t/plugins"
+		echo "listen 127.0.0.1:$PORT"
+		cat
+	} >"$f"
+}
+
+# wait_smtp PORT [TIMEOUT_S] [HOST]: true once a server sends "220 ..."
+wait_smtp() {
+	local port=$1 t=${2:-10} host=${3:-127.0.0.1} i line
+	for ((i = 0; i < t * 50; i++)); do
+		if { exec 3<>"/dev/tcp/$host/$port"; } 2>/dev/null; then
+			line=
+			IFS= read -r -t 2 line <&3
+			printf 'QUIT\r\n' >&3 2>/dev/null
+			IFS= read -r -t 1 _ <&3
+			exec 3<&- 3>&-
+			[[ $line == 220* ]] && return 0
+		fi
+		[ -n "${SLUICE_PID:-}" ] && ! kill -0 "$SLUICE_PID" 2>/dev/null &&
+			return 1
+		sleep 0.02
+	done
+	return 1
+}
+
+# sluice_start CONF: start the daemon in the foreground (background job),
+# wait for its banner on $PORT; on failure show its log and exit 1.
+sluice_start() {
+	local conf=$1
+	[ -x "$SLUICE_BUILD/sluice-smtpd" ] || {
+		echo "Bail out! $SLUICE_BUILD/sluice-smtpd not built"
+		exit 1
+	}
+	"$SLUICE_BUILD/sluice-smtpd" -f -c "$conf" 2>>"$RUN/smtpd.log" &
+	SLUICE_PID=$!
+	track_pid "$SLUICE_PID"
+	if ! wait_smtp "$PORT" 10; then
+		diag "sluice-smtpd (pid $SLUICE_PID, port $PORT) did not answer with 220 within 10 s"
+		diag "$(tail -n 40 "$RUN/smtpd.log")"
+		exit 1
+	fi
+	return 0
+}
+
+# sluice_stop: SIGTERM, bounded wait, SIGKILL after 10 s.
+sluice_stop() {
+	[ -n "${SLUICE_PID:-}" ] || return 0
+	stop_pid "$SLUICE_PID" 10 TERM
+	SLUICE_PID=
+}
+
+# ---------------------------------------------------------------- clients
+swaks_to() {
+	swaks --server 127.0.0.1 --port "$PORT" --timeout 10 "$@" 2>&1
+}
+
+# smtp_chat [--port P] [--raw] [--timeout S] [--bind ADDR] [--no-banner]:
+# the script on stdin, see t/smtpchat.py.
+smtp_chat() {
+	local port=${PORT:-}
+	local args=()
+	while [ $# -gt 0 ]; do
+		case $1 in
+		--port)
+			port=$2
+			shift 2
+			;;
+		*)
+			args+=("$1")
+			shift
+			;;
+		esac
+	done
+	"$SLUICE_PYTHON" "$SLUICE_SRC/t/smtpchat.py" --port "$port" "${args[@]}"
+}
+
+# ---------------------------------------------------------------- misc
+maildir_count() {
+	local d=$1/new n=0 f
+	[ -d "$d" ] || {
+		echo 0
+		return 0
+	}
+	for f in "$d"/*; do
+		[ -e "$f" ] && n=$((n + 1))
+	done
+	echo "$n"
+}
+
+# wait_for CMD...: retry CMD until it succeeds, for WAIT_TIMEOUT s (10)
+wait_for() {
+	local t=${WAIT_TIMEOUT:-10} i
+	for ((i = 0; i < t * 20; i++)); do
+		"$@" && return 0
+		sleep 0.05
+	done
+	return 1
+}
+
+# raw_escape: stdin bytes -> one line for "smtp_chat --raw" (\xHH escapes)
+raw_escape() {
+	"$SLUICE_PYTHON" -c 'import sys
+d = sys.stdin.buffer.read()
+sys.stdout.write("".join(chr(b) if 0x20 <= b < 0x7f and b != 0x5c
+                         else "\\x%02x" % b for b in d))'
+}
+
+# strip_received FILE: the file without its first header when that is the
+# Received: header our daemon prepends (with its continuation lines)
+strip_received() {
+	"$SLUICE_PYTHON" -c 'import sys
+d = open(sys.argv[1], "rb").read()
+if d[:9].lower() == b"received:":
+    i = 0
+    while True:
+        j = d.find(b"\n", i)
+        if j < 0:
+            i = len(d)
+            break
+        i = j + 1
+        if d[i:i + 1] not in (b" ", b"\t"):
+            break
+    d = d[i:]
+sys.stdout.buffer.write(d)' "$1"
+}
+
+# first_received FILE: the first Received: header, unfolded, on one line
+first_received() {
+	"$SLUICE_PYTHON" -c 'import re, sys
+d = open(sys.argv[1], "rb").read().decode("utf-8", "replace")
+m = re.match(r"(?i)(received:.*(?:\n[ \t].*)*)", d)
+print(re.sub(r"\s*\n[ \t]+", " ", m.group(1)) if m else "")' "$1"
+}
+
+# newest_file DIR: the most recent file of DIR (e.g. a Maildir's new/)
+newest_file() {
+	ls -1t "$1" 2>/dev/null | head -n 1 | sed "s|^|$1/|"
+}
+
+# reply_codes: smtp_chat output on stdin -> the code of every complete
+# reply, space-separated ("!closed"/"!timeout" become closed/timeout)
+reply_codes() {
+	awk '/^[0-9][0-9][0-9]( |$)/ { printf "%s%s", sep, substr($0, 1, 3); sep = " " }
+	     /^!(closed|timeout)$/ { printf "%s%s", sep, substr($0, 2); sep = " " }
+	     END { print "" }'
+}

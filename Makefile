@@ -70,15 +70,17 @@ $(B)/sluice-smtpd: $(SMTPD_OBJ) $(B)/libsluice.a
 		-Wl,--whole-archive $(B)/libsluice.a -Wl,--no-whole-archive \
 		$(LIBS_ALL)
 
-$(B)/plugins/%.so: plugins/%.c shared/sluice/plugin.h shared/sluice/conf.h
+PUBLIC_H = $(wildcard shared/sluice/*.h)
+
+$(B)/plugins/%.so: plugins/%.c $(PUBLIC_H)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) -shared -o $@ $< $(LDFLAGS_ALL) $(PLUGIN_LIBS)
 
-$(B)/t/plugins/%.so: t/plugins/%.c shared/sluice/plugin.h
+$(B)/t/plugins/%.so: t/plugins/%.c $(PUBLIC_H)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) -shared -o $@ $< $(LDFLAGS_ALL)
 
-$(B)/t/unit/%: t/unit/%.c $(B)/libsluice.a
+$(B)/t/unit/%: t/unit/%.c $(B)/libsluice.a $(wildcard shared/*.h) $(PUBLIC_H)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) -o $@ $< $(LDFLAGS_ALL) -rdynamic \
 		-Wl,--whole-archive $(B)/libsluice.a -Wl,--no-whole-archive \

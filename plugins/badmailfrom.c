@@ -20,13 +20,14 @@
 
 struct badmailfrom {
 	struct sl_strlist list; /* list= */
-	char *message;		/* message=: replaces the reply text */
+	char *message;          /* message=: replaces the reply text */
 	struct sl_addrlist *al; /* built from list by init */
 };
 
 static const struct sl_conf_def badmailfrom_conf[] = {
 	{ .name = "list",
 	    .type = SL_CONF_LIST,
+	    .flags = SL_CONF_F_AT_LITERAL,
 	    .def = NULL,
 	    .offset = offsetof(struct badmailfrom, list),
 	    .help = "senders to refuse: user@dom, @dom, /regex/[i], @file" },
@@ -35,7 +36,7 @@ static const struct sl_conf_def badmailfrom_conf[] = {
 	    .def = NULL,
 	    .offset = offsetof(struct badmailfrom, message),
 	    .help = "reply text instead of \"Mail from <x> not accepted "
-		    "here\"" },
+	            "here\"" },
 	SL_CONF_END,
 };
 

@@ -19,13 +19,14 @@
 
 struct badrcptto {
 	struct sl_strlist list; /* list= */
-	char *message;		/* message=: replaces the reply text */
+	char *message;          /* message=: replaces the reply text */
 	struct sl_addrlist *al; /* built from list by init */
 };
 
 static const struct sl_conf_def badrcptto_conf[] = {
 	{ .name = "list",
 	    .type = SL_CONF_LIST,
+	    .flags = SL_CONF_F_AT_LITERAL,
 	    .def = NULL,
 	    .offset = offsetof(struct badrcptto, list),
 	    .help = "recipients to refuse: user@dom, @dom, /regex/[i], @file" },
@@ -34,7 +35,7 @@ static const struct sl_conf_def badrcptto_conf[] = {
 	    .def = NULL,
 	    .offset = offsetof(struct badrcptto, message),
 	    .help = "reply text instead of \"Mail to <x> not accepted "
-		    "here\"" },
+	            "here\"" },
 	SL_CONF_END,
 };
 
@@ -49,8 +50,8 @@ badrcptto_init(void **state_r, const char **error_r)
 
 	st->al = sl_addrlist_new(&st->list, &error);
 	if (st->al == NULL) {
-		snprintf(badrcptto_error, sizeof(badrcptto_error),
-		    "list: %s", error);
+		snprintf(badrcptto_error, sizeof(badrcptto_error), "list: %s",
+		    error);
 		free(error);
 		*error_r = badrcptto_error;
 		return -1;
@@ -84,8 +85,8 @@ badrcptto_rcpt(void *state, struct sl_hookctx *ctx)
 	if (st->message != NULL)
 		sl_hook_reply(ctx, 550, "5.7.1", "%s", st->message);
 	else
-		sl_hook_reply(ctx, 550, "5.7.1", "Mail to <%s> not accepted here",
-		    rcpt);
+		sl_hook_reply(ctx, 550, "5.7.1",
+		    "Mail to <%s> not accepted here", rcpt);
 	return SL_DENY;
 }
 

@@ -24,8 +24,8 @@
 
 #include <sluice/plugin.h>
 
-#define SINGULAR_DEFAULT                                                     \
-	"Date,From,Sender,Reply-To,To,Cc,Bcc,Message-ID,In-Reply-To,"        \
+#define SINGULAR_DEFAULT                                                       \
+	"Date,From,Sender,Reply-To,To,Cc,Bcc,Message-ID,In-Reply-To,"          \
 	"References,Subject"
 #define SECONDS_PER_DAY 86400
 
@@ -33,7 +33,7 @@ struct headers {
 	struct sl_strlist required; /* required= */
 	struct sl_strlist singular; /* singular= */
 	unsigned int future_days;   /* future=; 0 = no check */
-	unsigned int past_days;	    /* past=; 0 = no check */
+	unsigned int past_days;     /* past=; 0 = no check */
 	unsigned int max_received;  /* max_received=; 0 = no check */
 };
 
@@ -118,8 +118,8 @@ skip_cfws(const char **pp)
 	unsigned int depth = 0;
 
 	for (; *p != '\0'; p++) {
-		if (depth == 0 && (*p == ' ' || *p == '\t' || *p == '\r' ||
-		    *p == '\n'))
+		if (depth == 0 &&
+		    (*p == ' ' || *p == '\t' || *p == '\r' || *p == '\n'))
 			continue;
 		if (*p == '(') {
 			depth++;
@@ -254,8 +254,8 @@ parse_date(const char *s, int64_t *t_r)
 {
 	static const char *const days[] = { "mon", "tue", "wed", "thu", "fri",
 		"sat", "sun" };
-	static const char *const months[] = { "jan", "feb", "mar", "apr",
-		"may", "jun", "jul", "aug", "sep", "oct", "nov", "dec" };
+	static const char *const months[] = { "jan", "feb", "mar", "apr", "may",
+		"jun", "jul", "aug", "sep", "oct", "nov", "dec" };
 	const char *p = s;
 	int day, mon = 0, year, hh, mm, ss = 0;
 	size_t i, n;
@@ -310,8 +310,8 @@ parse_date(const char *s, int64_t *t_r)
 		return -1;
 	if (skip_cfws(&p) < 0 || *p != '\0')
 		return -1;
-	*t_r = days_from_civil(year, mon, day) * SECONDS_PER_DAY +
-	    hh * 3600 + mm * 60 + ss - off;
+	*t_r = days_from_civil(year, mon, day) * SECONDS_PER_DAY + hh * 3600 +
+	    mm * 60 + ss - off;
 	return 0;
 }
 
@@ -370,8 +370,7 @@ deny_header(struct sl_hookctx *ctx, const char *reason, const char *name)
 
 /* Checks the Date: header.  Returns SL_DECLINED or SL_DENY. */
 static enum sl_verdict
-check_date(const struct headers *st, struct sl_hookctx *ctx,
-    const char *value)
+check_date(const struct headers *st, struct sl_hookctx *ctx, const char *value)
 {
 	int64_t t, now;
 
@@ -396,7 +395,8 @@ check_date(const struct headers *st, struct sl_hookctx *ctx,
 		sl_hook_log(ctx, LOG_INFO,
 		    "verdict=deny reason=date_past behind_s=%lld max_days=%u",
 		    (long long)(now - t), st->past_days);
-		sl_hook_reply(ctx, 554, "5.6.0", "Date header too far in the past");
+		sl_hook_reply(ctx, 554, "5.6.0",
+		    "Date header too far in the past");
 		return SL_DENY;
 	}
 	return SL_DECLINED;

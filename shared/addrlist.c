@@ -127,7 +127,7 @@ add_regex(struct sl_addrlist *l, const char *text, char **error_r)
 
 	if (regex_split(text, &re, &len, &caseless) == -1) {
 		*error_r = sl_xasprintf("entry \"%s\": a regex is written "
-					"/pattern/ or /pattern/i",
+		                        "/pattern/ or /pattern/i",
 		    text);
 		return -1;
 	}
@@ -138,8 +138,8 @@ add_regex(struct sl_addrlist *l, const char *text, char **error_r)
 	opts = PCRE2_UTF | PCRE2_MATCH_INVALID_UTF | PCRE2_NEVER_BACKSLASH_C;
 	if (caseless)
 		opts |= PCRE2_CASELESS;
-	code = pcre2_compile((PCRE2_SPTR)re, len, opts, &errcode, &erroff,
-	    NULL);
+	code =
+	    pcre2_compile((PCRE2_SPTR)re, len, opts, &errcode, &erroff, NULL);
 	if (code == NULL) {
 		if (pcre2_get_error_message(errcode, msg, sizeof(msg)) < 0)
 			msg[0] = '\0';
@@ -166,7 +166,7 @@ add_entry(struct sl_addrlist *l, const char *text, char **error_r)
 	if (text[0] == '@') {
 		if (text[1] == '\0' || strchr(text + 1, '@') != NULL) {
 			*error_r = sl_xasprintf("entry \"%s\": a domain entry "
-						"is written @example.com",
+			                        "is written @example.com",
 			    text);
 			return -1;
 		}
@@ -176,14 +176,14 @@ add_entry(struct sl_addrlist *l, const char *text, char **error_r)
 	at = strrchr(text, '@');
 	if (at == NULL) {
 		*error_r = sl_xasprintf("entry \"%s\": not an address, "
-					"@domain or /regex/ (for a domain "
-					"write @%s)",
+		                        "@domain or /regex/ (for a domain "
+		                        "write @%s)",
 		    text, text);
 		return -1;
 	}
 	if (at[1] == '\0') {
 		*error_r = sl_xasprintf("entry \"%s\": address without a "
-					"domain",
+		                        "domain",
 		    text);
 		return -1;
 	}
@@ -215,7 +215,8 @@ sl_addrlist_new(const struct sl_strlist *items, char **error_r)
 	if (l->nregexes > 0) {
 		l->mctx = pcre2_match_context_create(NULL);
 		if (l->mctx == NULL)
-			sl_panic("out of memory creating a pcre2 match context");
+			sl_panic(
+			    "out of memory creating a pcre2 match context");
 		pcre2_set_match_limit(l->mctx, ADDRLIST_MATCH_LIMIT);
 		pcre2_set_depth_limit(l->mctx, ADDRLIST_DEPTH_LIMIT);
 	}

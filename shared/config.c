@@ -763,7 +763,9 @@ parse_list(const struct sl_conf_def *def, const char *value, void *out,
 			*error_r = sl_xasprintf(
 			    "%s: missing file name after '@'", def->name);
 			rc = -1;
-		} else if (item[0] == '@') {
+		} else if (item[0] == '@' &&
+		    ((def->flags & SL_CONF_F_AT_LITERAL) == 0 ||
+		        strchr(item, '/') != NULL)) {
 			rc = list_read_file(def, item + 1, base_dir, out,
 			    error_r);
 		} else if (list_add_item(def, item, out, &reason) != 0) {

@@ -35,26 +35,26 @@ enum sl_default_action {
 
 /* Daemon settings; one block per loaded configuration. */
 struct sl_settings {
-	char *hostname;		      /* default: gethostname() */
-	struct sl_strlist listen;     /* "addr:port", "[v6]:port" */
-	struct sl_strlist proxy_listen; /* PROXY protocol v1/v2 listeners */
+	char *hostname;                  /* default: gethostname() */
+	struct sl_strlist listen;        /* "addr:port", "[v6]:port" */
+	struct sl_strlist proxy_listen;  /* PROXY protocol v1/v2 listeners */
 	struct sl_strlist milter_listen; /* inet:, inet6:, unix: */
-	char *user;		      /* drop to this user; NULL = stay */
-	char *state_dir;	      /* default "var" */
-	char *spool_dir;	      /* default: state_dir/spool */
+	char *user;                      /* drop to this user; NULL = stay */
+	char *state_dir;                 /* default "var" */
+	char *spool_dir;                 /* default: state_dir/spool */
 	struct sl_strlist plugin_dir; /* searched in order; empty = default */
 	char *pid_file;
-	int log_level;		      /* LOG_ERR .. LOG_DEBUG */
-	char *banner;		      /* text after "220 hostname " */
+	int log_level; /* LOG_ERR .. LOG_DEBUG */
+	char *banner;  /* text after "220 hostname " */
 	struct sl_strlist local_domains;
 	struct sl_cidrlist relay_clients;
 	struct sl_cidrlist trusted_proxies;
-	unsigned int loop_threads;    /* 0 = one per CPU */
+	unsigned int loop_threads; /* 0 = one per CPU */
 	unsigned int worker_threads;
 	unsigned int max_connections;
 	unsigned int max_connections_per_ip;
-	size_t max_command_line;      /* CRLF included (RFC 5321 4.5.3.1.4) */
-	size_t max_line_length;	      /* DATA line, CRLF included (4.5.3.1.6) */
+	size_t max_command_line; /* CRLF included (RFC 5321 4.5.3.1.4) */
+	size_t max_line_length;  /* DATA line, CRLF included (4.5.3.1.6) */
 	size_t max_message_size;
 	size_t max_header_size;
 	unsigned int max_recipients;
@@ -65,8 +65,8 @@ struct sl_settings {
 	unsigned int proxy_timeout_ms;
 	unsigned int shutdown_timeout_ms;
 	unsigned int plugin_timeout_ms;
-	int plugin_default_action;    /* enum sl_default_action */
-	int bare_newline;	      /* enum sl_bare_policy */
+	int plugin_default_action; /* enum sl_default_action */
+	int bare_newline;          /* enum sl_bare_policy */
 	size_t spool_memory_max;
 	bool smtputf8;
 	bool chunking;

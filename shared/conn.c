@@ -192,9 +192,13 @@ sockaddr_split(const void *sa, char *ip, size_t ipsize, unsigned int *port_r,
 		*port_r = ntohs(in6->sin6_port);
 		addr_to16(AF_INET6, &in6->sin6_addr, addr16);
 		/* A v4-mapped peer is shown as IPv4. */
-		if (IN6_IS_ADDR_V4MAPPED(&in6->sin6_addr))
+		if (IN6_IS_ADDR_V4MAPPED(&in6->sin6_addr)) {
 			inet_ntop(AF_INET, &in6->sin6_addr.s6_addr[12], ip,
 			    (socklen_t)ipsize);
+			if (family_r != NULL)
+				*family_r = AF_INET;
+			return;
+		}
 	} else if (s->sa_family == AF_UNIX) {
 		snprintf(ip, ipsize, "127.0.0.1");
 		addr_to16(AF_INET, "\x7f\0\0\x01", addr16);
@@ -207,8 +211,8 @@ void
 sl_conn_set_remote(struct sl_conn *c, const void *sa, size_t salen)
 {
 	(void)salen;
-	sockaddr_split(sa, c->remote_ip, sizeof(c->remote_ip),
-	    &c->remote_port, c->remote_addr, &c->remote_family);
+	sockaddr_split(sa, c->remote_ip, sizeof(c->remote_ip), &c->remote_port,
+	    c->remote_addr, &c->remote_family);
 	memcpy(c->peer_addr, c->remote_addr, 16);
 	sl_conn_update_relay(c);
 }
@@ -234,8 +238,8 @@ sl_conn_set_local(struct sl_conn *c, const void *sa, size_t salen)
 	uint8_t a[16];
 
 	(void)salen;
-	sockaddr_split(sa, c->local_ip, sizeof(c->local_ip), &c->local_port,
-	    a, NULL);
+	sockaddr_split(sa, c->local_ip, sizeof(c->local_ip), &c->local_port, a,
+	    NULL);
 }
 
 void
@@ -394,6 +398,14 @@ header_free(struct sl_header *h)
 }
 
 void
+sl_txn_unbusy(struct sl_txn *t)
+{
+	SL_ASSERT(t->busy > 0);
+	if (--t->busy == 0 && t->dead)
+		sl_txn_free(&t);
+}
+
+void
 sl_txn_free(struct sl_txn **tp)
 {
 	struct sl_txn *t = *tp;
@@ -402,6 +414,13 @@ sl_txn_free(struct sl_txn **tp)
 
 	if (t == NULL)
 		return;
+	*tp = NULL;
+	if (t->busy > 0) {
+		/* A worker still reads it: the last one frees it. */
+		t->dead = true;
+		t->conn = NULL;
+		return;
+	}
 	free(t->sender);
 	free(t->sender_params);
 	for (i = 0; i < t->nrcpts; i++) {
@@ -450,15 +469,15 @@ sl_txn_add_rcpt(struct sl_txn *t, const char *rcpt, const char *params)
 }
 
 static void
-header_insert(struct sl_txn *t, size_t idx, char *name, char *value,
-    char *raw, size_t raw_len)
+header_insert(struct sl_txn *t, size_t idx, char *name, char *value, char *raw,
+    size_t raw_len)
 {
 	if (idx > t->nhdrs)
 		idx = t->nhdrs;
 	if (t->nhdrs == t->hdrs_alloc) {
 		t->hdrs_alloc = t->hdrs_alloc == 0 ? 16 : t->hdrs_alloc * 2;
-		t->hdrs = sl_xreallocarray(t->hdrs, t->hdrs_alloc,
-		    sizeof(*t->hdrs));
+		t->hdrs =
+		    sl_xreallocarray(t->hdrs, t->hdrs_alloc, sizeof(*t->hdrs));
 	}
 	memmove(&t->hdrs[idx + 1], &t->hdrs[idx],
 	    (t->nhdrs - idx) * sizeof(*t->hdrs));
@@ -747,8 +766,7 @@ sl_edit_rcpt_delete(struct sl_txn *t, const char *rcpt)
 }
 
 void
-sl_edit_sender_change(struct sl_txn *t, const char *sender,
-    const char *params)
+sl_edit_sender_change(struct sl_txn *t, const char *sender, const char *params)
 {
 	sl_txn_set_sender(t, sender, params);
 }

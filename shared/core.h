@@ -28,7 +28,7 @@ struct sl_spool;
 
 enum sl_reject_mode {
 	SL_REJECT_YES = 0,
-	SL_REJECT_NO,	 /* log what would have been denied */
+	SL_REJECT_NO,    /* log what would have been denied */
 	SL_REJECT_DEFER, /* mark the connection, deny at RCPT */
 };
 
@@ -39,11 +39,11 @@ enum {
 
 struct sl_instance {
 	const struct sl_plugin *plugin;
-	void *dl;     /* dlopen handle */
-	void *opts;   /* the option block (state_size bytes), core-owned */
-	void *state;  /* what init returned (opts unless it replaced it) */
-	char *name;   /* name= or the plugin's name */
-	int reject;   /* enum sl_reject_mode */
+	void *dl;    /* dlopen handle */
+	void *opts;  /* the option block (state_size bytes), core-owned */
+	void *state; /* what init returned (opts unless it replaced it) */
+	char *name;  /* name= or the plugin's name */
+	int reject;  /* enum sl_reject_mode */
 	unsigned int timeout_ms;
 	unsigned int skip; /* SL_SKIP_* */
 	bool inited;
@@ -99,8 +99,8 @@ struct sl_result {
 /* --- the reply a hook chain produced ---------------------------------- */
 
 struct sl_reply {
-	int code;	/* 0 = the front end's default */
-	char enh[16];	/* "" = default */
+	int code;       /* 0 = the front end's default */
+	char enh[16];   /* "" = default */
 	char text[512]; /* "" = default */
 };
 
@@ -127,19 +127,23 @@ struct sl_txn {
 	size_t nrcpts, rcpts_alloc;
 	struct sl_header *hdrs;
 	size_t nhdrs, hdrs_alloc;
-	bool had_blank;	   /* an empty line ended the header section */
+	bool had_blank; /* an empty line ended the header section */
 	struct sl_spool *body;
-	uint64_t size;	   /* header + body bytes received */
+	uint64_t size; /* header + body bytes received */
 	struct sl_kv *notes;
 	struct sl_pdata *pdata;
 	struct sl_result *results;
 	char *quarantine;
-	bool discard; /* a DISCARD verdict: accept and drop */
+	bool discard;      /* a DISCARD verdict: accept and drop */
+	unsigned int busy; /* worker jobs that may read it */
+	bool dead;         /* freed while busy: the last job frees it */
 	bool body_replaced;
 };
 
 struct sl_txn *sl_txn_new(struct sl_conn *c);
+/* Frees now, or (while worker jobs hold it) when the last one is done. */
 void sl_txn_free(struct sl_txn **tp);
+void sl_txn_unbusy(struct sl_txn *t);
 void sl_txn_set_sender(struct sl_txn *t, const char *sender,
     const char *params);
 void sl_txn_add_rcpt(struct sl_txn *t, const char *rcpt, const char *params);
@@ -170,7 +174,7 @@ struct sl_conn {
 	char *auth_user;
 	bool tls;
 	bool relay_client;
-	bool closing;	/* no more hooks may start */
+	bool closing; /* no more hooks may start */
 	unsigned int txn_count;
 	struct sl_txn *txn;
 	struct sl_kv *notes;
@@ -257,8 +261,8 @@ void sl_loops_set_drain_cb(void (*fn)(struct sl_loop *l, bool deadline));
 void sl_worker_submit(struct sl_loop *l, sl_work_fn work, sl_work_fn done,
     void *arg);
 
-struct sl_timer *sl_timer_add(struct sl_loop *l, unsigned int ms,
-    sl_work_fn fn, void *arg);
+struct sl_timer *sl_timer_add(struct sl_loop *l, unsigned int ms, sl_work_fn fn,
+    void *arg);
 
 /* --- per-IP connection accounting (any thread) ----------------------- */
 

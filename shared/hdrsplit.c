@@ -23,9 +23,9 @@
 enum hs_state {
 	HS_START, /* at the start of the message */
 	HS_NAME,  /* in the field name */
-	HS_WSP,	  /* after the name, before the colon */
+	HS_WSP,   /* after the name, before the colon */
 	HS_VALUE, /* after the colon, or in a continuation line */
-	HS_LF,	  /* a field line ended; a continuation line may follow */
+	HS_LF,    /* a field line ended; a continuation line may follow */
 	HS_BODY,
 	HS_DONE, /* finish() was called */
 };
@@ -34,10 +34,10 @@ struct sl_hdrsplit {
 	struct sl_hdrsplit_cb cb;
 	size_t max_header, max_headers;
 	enum hs_state state;
-	size_t nfields;	 /* header callbacks made */
+	size_t nfields;  /* header callbacks made */
 	size_t name_len; /* of the field in buf */
-	size_t colon;	 /* offset of its colon */
-	uint8_t *buf;	 /* the field so far, as received */
+	size_t colon;    /* offset of its colon */
+	uint8_t *buf;    /* the field so far, as received */
 	size_t len, cap;
 };
 

@@ -43,17 +43,17 @@ struct sl_hookrun {
 	struct sl_async *async; /* the suspended plugin's handle */
 	struct sl_timer *timer;
 	enum sl_verdict resume_v;
-	bool posted;	/* a resume is queued on the loop */
+	bool posted;    /* a resume is queued on the loop */
 	bool abandoned; /* the session ended while it was queued */
 };
 
-static const char *const hook_names[SL_HOOK_MAX] = { "connect", "helo",
-	"auth", "mail", "rcpt", "data", "header", "eoh", "body", "data_post",
-	"queue", "reset", "disconnect", "unrecognized", "deny" };
+static const char *const hook_names[SL_HOOK_MAX] = { "connect", "helo", "auth",
+	"mail", "rcpt", "data", "header", "eoh", "body", "data_post", "queue",
+	"reset", "disconnect", "unrecognized", "deny" };
 
 static const char *const verdict_names[] = { "declined", "ok", "deny",
-	"denysoft", "deny_disconnect", "denysoft_disconnect", "discard",
-	"done", "pending", "error" };
+	"denysoft", "deny_disconnect", "denysoft_disconnect", "discard", "done",
+	"pending", "error" };
 
 const char *
 sl_hook_name(enum sl_hook_id h)
@@ -65,7 +65,7 @@ const char *
 sl_verdict_name(enum sl_verdict v)
 {
 	return (unsigned int)v < SL_NELEM(verdict_names) ? verdict_names[v]
-							  : "invalid";
+	                                                 : "invalid";
 }
 
 static bool
@@ -198,8 +198,8 @@ handle_verdict(struct sl_hookrun *run, enum sl_verdict v)
 			c->deferred_reply = run->ctx.reply;
 		}
 		sl_log(LOG_INFO, c->id,
-		    "hook=%s plugin=%s verdict=%s action=defer text=\"%s\"",
-		    hn, in->name, sl_verdict_name(v), run->ctx.reply.text);
+		    "hook=%s plugin=%s verdict=%s action=defer text=\"%s\"", hn,
+		    in->name, sl_verdict_name(v), run->ctx.reply.text);
 		return false;
 	}
 	if (run->args.hook == SL_HOOK_DENY || run->args.hook == SL_HOOK_BODY ||
@@ -273,9 +273,10 @@ run_chain(struct sl_hookrun *run)
 			run->ctx.async = NULL;
 		}
 		if (v == SL_PENDING) {
-			if (apply_failure(run, hook_is_sync(h)
-				    ? "cannot suspend in this hook"
-				    : "pending without sl_async_begin"))
+			if (apply_failure(run,
+			        hook_is_sync(h)
+			            ? "cannot suspend in this hook"
+			            : "pending without sl_async_begin"))
 				return;
 			continue;
 		}
@@ -390,7 +391,7 @@ reply_set(struct sl_reply *r, int code, const char *enh, const char *fmt,
 			r->text[i] = ' ';
 	for (i = 0; r->enh[i] != '\0'; i++)
 		if (!((r->enh[i] >= '0' && r->enh[i] <= '9') ||
-			r->enh[i] == '.'))
+		        r->enh[i] == '.'))
 			r->enh[0] = '\0';
 }
 
@@ -440,8 +441,8 @@ sl_async_is_live(const struct sl_async *a)
 }
 
 void
-sl_async_reply(struct sl_async *a, int code, const char *enh,
-    const char *fmt, ...)
+sl_async_reply(struct sl_async *a, int code, const char *enh, const char *fmt,
+    ...)
 {
 	va_list ap;
 
@@ -472,16 +473,54 @@ sl_async_done(struct sl_async **ap, enum sl_verdict v)
 	sl_loop_post(run->conn->loop, resume_cb, run);
 }
 
+/*
+ * A worker job keeps the transaction alive until its done callback ran,
+ * even if the hook timed out and the session moved on or ended: a queue
+ * plugin's worker may still be writing the message out.
+ */
+struct wjob {
+	struct sl_txn *txn;
+	sl_work_fn work, done;
+	void *arg;
+};
+
+static void
+wjob_work(void *arg)
+{
+	struct wjob *w = arg;
+
+	w->work(w->arg);
+}
+
+static void
+wjob_done(void *arg)
+{
+	struct wjob *w = arg;
+
+	w->done(w->arg);
+	if (w->txn != NULL)
+		sl_txn_unbusy(w->txn);
+	free(w);
+}
+
 void
 sl_hook_run_worker(struct sl_hookctx *ctx, sl_work_fn work, sl_work_fn done,
     void *arg)
 {
-	sl_worker_submit(ctx->conn->loop, work, done, arg);
+	struct wjob *w;
+
+	w = sl_xmalloc(sizeof(*w));
+	w->txn = ctx->conn->txn;
+	w->work = work;
+	w->done = done;
+	w->arg = arg;
+	if (w->txn != NULL)
+		w->txn->busy++;
+	sl_worker_submit(ctx->conn->loop, wjob_work, wjob_done, w);
 }
 
 struct sl_timer *
-sl_hook_timer(struct sl_hookctx *ctx, unsigned int ms, sl_work_fn fn,
-    void *arg)
+sl_hook_timer(struct sl_hookctx *ctx, unsigned int ms, sl_work_fn fn, void *arg)
 {
 	return sl_timer_add(ctx->conn->loop, ms, fn, arg);
 }

@@ -74,9 +74,8 @@ sl_vlog(int priority, const char *sessid, const char *fmt, va_list ap)
 	localtime_r(&tv.tv_sec, &tm);
 	n = snprintf(line, sizeof(line),
 	    "%04d-%02d-%02dT%02d:%02d:%02d.%03ld %s[%ld]: %s: %s%s%s\n",
-	    tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
-	    tm.tm_min, tm.tm_sec, (long)tv.tv_usec / 1000, log_ident,
-	    (long)getpid(),
+	    tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
+	    tm.tm_sec, (long)tv.tv_usec / 1000, log_ident, (long)getpid(),
 	    prio_names[priority & 7], sessid != NULL ? sessid : "",
 	    sessid != NULL ? " " : "", msg);
 	if (n < 0)

@@ -29,11 +29,11 @@ __attribute__((noreturn));
 void sl_panic(const char *fmt, ...) __attribute__((format(printf, 1, 2)))
 __attribute__((noreturn));
 
-#define SL_ASSERT(e)                                                         \
-	do {                                                                 \
-		if (!(e))                                                    \
-			sl_panic("assertion failed: %s (%s:%d)", #e,         \
-			    __FILE__, __LINE__);                             \
+#define SL_ASSERT(e)                                                           \
+	do {                                                                   \
+		if (!(e))                                                      \
+			sl_panic("assertion failed: %s (%s:%d)", #e, __FILE__, \
+			    __LINE__);                                         \
 	} while (0)
 
 #endif

@@ -38,7 +38,7 @@ struct sl_loop {
 	pthread_mutex_t mu;
 	struct post *head, **tail;
 	unsigned int nconn; /* loop thread only */
-	bool draining;	    /* loop thread only */
+	bool draining;      /* loop thread only */
 	struct event *drain_timer;
 };
 
@@ -192,7 +192,8 @@ sl_loops_start(unsigned int n, unsigned int nw)
 		l->wake = event_new(l->base, -1, EV_PERSIST, loop_wake_cb, l);
 		event_add(l->wake, NULL);
 		if (pthread_create(&l->thread, NULL, loop_main, l) != 0)
-			sl_fatal("cannot start loop thread: %s", strerror(errno));
+			sl_fatal("cannot start loop thread: %s",
+			    strerror(errno));
 	}
 	nworkers = nw == 0 ? 1 : nw;
 	workers = sl_xcalloc(nworkers, sizeof(*workers));
@@ -212,7 +213,8 @@ sl_loops_drain_and_join(unsigned int timeout_ms)
 		sl_loop_post(&loops[i], loop_drain, &loops[i]);
 	for (i = 0; i < nloops; i++)
 		pthread_join(loops[i].thread, NULL);
-	/* Workers finish their queue; completions are dropped with the loops. */
+	/* Workers finish their queue; completions are dropped with the loops.
+	 */
 	pthread_mutex_lock(&job_mu);
 	job_stop = true;
 	pthread_cond_broadcast(&job_cv);
@@ -281,8 +283,7 @@ sl_loop_draining(const struct sl_loop *l)
 }
 
 void
-sl_worker_submit(struct sl_loop *l, sl_work_fn work, sl_work_fn done,
-    void *arg)
+sl_worker_submit(struct sl_loop *l, sl_work_fn work, sl_work_fn done, void *arg)
 {
 	struct job *j;
 

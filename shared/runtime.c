@@ -26,8 +26,8 @@
 static pthread_mutex_t current_mu = PTHREAD_MUTEX_INITIALIZER;
 static struct sl_runtime *current;
 
-static const char *const common_opts[] = { "name", "reject", "timeout",
-	"skip", NULL };
+static const char *const common_opts[] = { "name", "reject", "timeout", "skip",
+	NULL };
 static const struct sl_conf_def no_opts[] = { SL_CONF_END };
 
 struct sl_runtime *
@@ -162,8 +162,8 @@ name_ok(const char *name)
 		return false;
 	for (p = name; *p != '\0'; p++)
 		if (!(*p == '_' || *p == '-' || *p == '/' ||
-		    (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
-		    (*p >= '0' && *p <= '9')))
+		        (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+		        (*p >= '0' && *p <= '9')))
 			return false;
 	return true;
 }
@@ -197,11 +197,11 @@ common_options(struct sl_instance *in, const struct sl_plugin_line *pl,
 			in->name = sl_xstrdup(v);
 		} else if (strcmp(k, "reject") == 0) {
 			if (sl_conf_parse_value(&d_reject, v, &in->reject, NULL,
-				&err) == -1)
+			        &err) == -1)
 				goto fail;
 		} else if (strcmp(k, "timeout") == 0) {
 			if (sl_conf_parse_value(&d_timeout, v, &in->timeout_ms,
-				NULL, &err) == -1)
+			        NULL, &err) == -1)
 				goto fail;
 		} else if (strcmp(k, "skip") == 0) {
 			struct sl_strlist l = { NULL, 0 };
@@ -218,8 +218,8 @@ common_options(struct sl_instance *in, const struct sl_plugin_line *pl,
 					in->skip |= SL_SKIP_AUTH;
 				else if (bad == 0) {
 					err = sl_xasprintf("skip: unknown "
-							   "client kind '%s' "
-							   "(relay, auth)",
+					                   "client kind '%s' "
+					                   "(relay, auth)",
 					    l.items[j]);
 					bad = 1;
 				}
@@ -268,7 +268,7 @@ instance_load(struct sl_runtime *rt, struct sl_instance *in,
 	}
 	if (p->abi != SL_PLUGIN_ABI) {
 		err = sl_xasprintf("%s has plugin ABI %u, this sluice needs %u "
-				   "(rebuild the plugin)",
+		                   "(rebuild the plugin)",
 		    path, p->abi, (unsigned int)SL_PLUGIN_ABI);
 		goto fail;
 	}
@@ -290,8 +290,8 @@ instance_load(struct sl_runtime *rt, struct sl_instance *in,
 		base_dir = sl_xstrdup(".");
 	}
 	if (sl_conf_table_apply(p->conf != NULL ? p->conf : no_opts, in->opts,
-		pl->keys, pl->values, pl->nopts, base_dir, common_opts,
-		&err) == -1) {
+	        pl->keys, pl->values, pl->nopts, base_dir, common_opts,
+	        &err) == -1) {
 		free(base_dir);
 		goto fail;
 	}
@@ -331,7 +331,7 @@ sl_runtime_load(const char *path, enum sl_front_end fe, char **error_r)
 	for (i = 0; i < cfg->nplugins; i++) {
 		rt->ninst = i + 1;
 		if (instance_load(rt, &rt->inst[i], &cfg->plugins[i], fe,
-			error_r) == -1) {
+		        error_r) == -1) {
 			runtime_free(rt);
 			return NULL;
 		}

@@ -94,9 +94,9 @@ bind_one(const char *spec)
 	hints.ai_family = AF_UNSPEC;
 	hints.ai_socktype = SOCK_STREAM;
 	hints.ai_flags = AI_PASSIVE | AI_NUMERICHOST | AI_NUMERICSERV;
-	rc = getaddrinfo(host[0] == '\0' || strcmp(host, "*") == 0 ? NULL
-								    : host,
-	    port, &hints, &res);
+	rc =
+	    getaddrinfo(host[0] == '\0' || strcmp(host, "*") == 0 ? NULL : host,
+	        port, &hints, &res);
 	if (rc != 0)
 		sl_fatal("listen %s: %s", spec, gai_strerror(rc));
 	fd = socket(res->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
@@ -156,7 +156,7 @@ accept_cb(struct evconnlistener *ev, evutil_socket_t fd, struct sockaddr *sa,
 		snprintf(buf, sizeof(buf), "421 4.7.0 %s %s\r\n",
 		    rt->set->hostname,
 		    over_total ? "Too many connections, try again later"
-			       : "Too many connections from your address");
+		               : "Too many connections from your address");
 		reject_now(fd, buf);
 		sl_runtime_unref(&rt);
 		return;
@@ -183,8 +183,8 @@ listeners_open(const struct sl_settings *set)
 		li = &listeners[nlisteners++];
 		li->proxy = i >= set->listen.count;
 		li->spec = sl_xstrdup(li->proxy
-			? set->proxy_listen.items[i - set->listen.count]
-			: set->listen.items[i]);
+		        ? set->proxy_listen.items[i - set->listen.count]
+		        : set->listen.items[i]);
 		fd = bind_one(li->spec);
 		li->ev = evconnlistener_new(main_base, accept_cb, li,
 		    LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, -1, fd);
@@ -298,7 +298,8 @@ drop_privileges(const struct sl_settings *set)
 			    set->user);
 		return;
 	}
-	if (setgroups(0, NULL) == -1 && initgroups(pw->pw_name, pw->pw_gid) == -1)
+	if (setgroups(0, NULL) == -1 &&
+	    initgroups(pw->pw_name, pw->pw_gid) == -1)
 		sl_fatal("setgroups: %s", strerror(errno));
 	if (initgroups(pw->pw_name, pw->pw_gid) == -1 ||
 	    setresgid(pw->pw_gid, pw->pw_gid, pw->pw_gid) == -1 ||

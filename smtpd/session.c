@@ -42,7 +42,7 @@
 enum st {
 	ST_PROXY,   /* waiting for the PROXY header */
 	ST_BUSY,    /* a hook chain runs; input waits */
-	ST_CMD,	    /* reading commands */
+	ST_CMD,     /* reading commands */
 	ST_DATA,    /* reading DATA content */
 	ST_BDAT,    /* reading a BDAT chunk */
 	ST_CLOSING, /* final reply queued; closing once flushed */
@@ -54,13 +54,13 @@ struct smtp {
 	struct bufferevent *bev;
 	enum st state;
 	bool esmtp;
-	bool greeted;	      /* HELO/EHLO accepted */
-	bool connect_denied;  /* 554 greeting: only QUIT is served */
+	bool greeted;        /* HELO/EHLO accepted */
+	bool connect_denied; /* 554 greeting: only QUIT is served */
 	bool in_process;
 	bool free_pending;
-	bool counted;	      /* holds an sl_ipcount slot */
+	bool counted;         /* holds an sl_ipcount slot */
 	bool drain_after_txn; /* SIGTERM: close after this transaction */
-	bool skipping;	      /* discarding an invalid line through LF */
+	bool skipping;        /* discarding an invalid line through LF */
 	bool connect_ran;
 	unsigned int errors, unknown;
 	uint8_t peer[16];
@@ -80,10 +80,11 @@ struct smtp {
 	bool io_error;
 	struct sl_timer *data_timer;
 	/* BDAT */
-	bool bdat_mode;	  /* this transaction uses BDAT */
+	bool bdat_mode; /* this transaction uses BDAT */
 	bool bdat_last;
-	bool bdat_fail;	  /* discard this chunk, answer bdat_reply */
+	bool bdat_fail; /* discard this chunk, answer bdat_reply */
 	uint64_t bdat_left;
+	uint64_t bdat_total; /* octets received in this transaction's chunks */
 	struct sl_reply bdat_reply;
 	struct smtp *next, *prev; /* the loop thread's sessions */
 };
@@ -96,8 +97,8 @@ static void run_connect(struct smtp *s);
 
 /* --- output ------------------------------------------------------------- */
 
-static void
-out(struct smtp *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void out(struct smtp *s, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 
 static void
 out(struct smtp *s, const char *fmt, ...)
@@ -274,8 +275,8 @@ static void
 event_cb(struct bufferevent *bev, short what, void *arg)
 {
 	struct smtp *s = arg;
-	static const char *const names[] = { "proxy", "busy", "command",
-		"data", "bdat", "closing" };
+	static const char *const names[] = { "proxy", "busy", "command", "data",
+		"bdat", "closing" };
 
 	(void)bev;
 	if ((what & BEV_EVENT_TIMEOUT) != 0 && s->state != ST_CLOSING) {
@@ -340,7 +341,7 @@ smtpd_session_start(struct sl_loop *l, struct smtpd_accept *a)
 	    s->conn->local_port);
 	if (a->proxy) {
 		if (!sl_cidrlist_match(&s->set->trusted_proxies,
-			s->conn->peer_addr)) {
+		        s->conn->peer_addr)) {
 			sl_log(LOG_WARNING, s->conn->id,
 			    "PROXY listener: client=[%s] is not in "
 			    "trusted_proxies; closing",
@@ -410,7 +411,7 @@ connect_done(struct sl_conn *c, enum sl_verdict v, const struct sl_reply *r,
 	} else if (v == SL_DENYSOFT || v == SL_DENYSOFT_DISCONNECT) {
 		out(s, "421 4.7.0 %s %s", s->set->hostname,
 		    r->text[0] != '\0' ? r->text
-				       : "Service temporarily unavailable");
+		                       : "Service temporarily unavailable");
 		session_close(s);
 		return;
 	} else if (s->set->banner != NULL)
@@ -456,8 +457,8 @@ read_proxy(struct smtp *s)
 	}
 	evbuffer_drain(in, (size_t)n);
 	if (!pi.local) {
-		if (sl_conn_set_remote_text(s->conn, pi.src_ip,
-			pi.src_port) == -1) {
+		if (sl_conn_set_remote_text(s->conn, pi.src_ip, pi.src_port) ==
+		    -1) {
 			session_close(s);
 			return false;
 		}
@@ -483,6 +484,7 @@ txn_reset(struct smtp *s)
 	sl_conn_end_txn(s->conn);
 	s->bdat_mode = false;
 	s->bdat_fail = false;
+	s->bdat_total = 0;
 	s->txn_utf8 = false;
 }
 
@@ -531,8 +533,8 @@ cmd_rset(struct smtp *s, const char *arg)
 static void
 ehlo_reply(struct smtp *s)
 {
-	bool trusted = sl_cidrlist_match(&s->set->trusted_proxies,
-	    s->conn->peer_addr);
+	bool trusted =
+	    sl_cidrlist_match(&s->set->trusted_proxies, s->conn->peer_addr);
 
 	out(s, "250-%s Hello %s [%s]", s->set->hostname, s->conn->helo,
 	    s->conn->remote_ip);
@@ -544,8 +546,9 @@ ehlo_reply(struct smtp *s)
 	if (s->set->smtputf8)
 		out(s, "250-SMTPUTF8");
 	if (trusted)
-		out(s, "250-XCLIENT NAME ADDR PORT PROTO HELO LOGIN DESTADDR "
-		       "DESTPORT");
+		out(s,
+		    "250-XCLIENT NAME ADDR PORT PROTO HELO LOGIN DESTADDR "
+		    "DESTPORT");
 	if (s->set->chunking)
 		out(s, "250-CHUNKING");
 	out(s, "250 HELP");
@@ -775,8 +778,7 @@ cmd_rcpt(struct smtp *s, char *arg)
 		reply_error(s, 503, "5.5.1", "RCPT after BDAT");
 		return;
 	}
-	if (sl_smtp_parse_path(arg, false, s->txn_utf8, &s->path, &err) ==
-	    -1) {
+	if (sl_smtp_parse_path(arg, false, s->txn_utf8, &s->path, &err) == -1) {
 		reply_error(s, err.code, err.enh, err.text);
 		return;
 	}
@@ -811,9 +813,9 @@ cmd_rcpt(struct smtp *s, char *arg)
 		    s->path.addr);
 		reply_verdict(s,
 		    c->deferred_verdict == SL_DENYSOFT ||
-			    c->deferred_verdict == SL_DENYSOFT_DISCONNECT
-			? SL_DENYSOFT
-			: SL_DENY,
+		            c->deferred_verdict == SL_DENYSOFT_DISCONNECT
+		        ? SL_DENYSOFT
+		        : SL_DENY,
 		    dr, 550, "5.7.1", "Rejected");
 		return;
 	}
@@ -942,13 +944,15 @@ add_received(struct smtp *s)
 		proto = c->tls ? "ESMTPSA" : "ESMTPA";
 	else
 		proto = c->tls ? "ESMTPS" : "ESMTP";
-	v = sl_xasprintf("from %s (%s [%s])\n\tby %s (sluice) with %s id %s"
-			 "%s%s%s;\n\t%s",
+	v = sl_xasprintf("from %s (%s [%s%s])\n\tby %s (sluice) with %s id %s"
+	                 "%s%s%s;\n\t%s",
 	    c->helo != NULL ? c->helo : "unknown",
-	    c->remote_host != NULL ? c->remote_host : "unknown", c->remote_ip,
-	    s->set->hostname, proto, t->id,
-	    t->nrcpts == 1 ? "\n\tfor <" : "", t->nrcpts == 1 ? t->rcpts[0].addr : "",
-	    t->nrcpts == 1 ? ">" : "", date);
+	    c->remote_host != NULL ? c->remote_host : "unknown",
+	    /* RFC 5321 4.1.3 address literal */
+	    c->remote_family == AF_INET6 ? "IPv6:" : "", c->remote_ip,
+	    s->set->hostname, proto, t->id, t->nrcpts == 1 ? "\n\tfor <" : "",
+	    t->nrcpts == 1 ? t->rcpts[0].addr : "", t->nrcpts == 1 ? ">" : "",
+	    date);
 	sl_edit_header_insert(t, 0, "Received", v);
 	free(v);
 }
@@ -968,8 +972,7 @@ queue_done(struct sl_conn *c, enum sl_verdict v, const struct sl_reply *r,
 		reply_verdict(s, SL_OK, r, 250, "2.0.0", text);
 	} else if (v == SL_DECLINED) {
 		sl_log(LOG_WARNING, c->id,
-		    "txn=%s no queue plugin accepted the message",
-		    c->txn->id);
+		    "txn=%s no queue plugin accepted the message", c->txn->id);
 		reply(s, 451, "4.3.0",
 		    "Queuing declined or disabled, try again later");
 	} else if (reply_verdict(s, v, r, 451, "4.3.0", "Queuing failed"))
@@ -1032,7 +1035,7 @@ content_end(struct smtp *s)
 		reply(s, 451, "4.3.0", "Local error storing message");
 	} else if (s->content_deny) {
 		if (reply_verdict(s, s->content_v, &s->content_reply, 550,
-			"5.7.1", "Message rejected"))
+		        "5.7.1", "Message rejected"))
 			return;
 	} else {
 		add_received(s);
@@ -1071,8 +1074,8 @@ data_done(struct sl_conn *c, enum sl_verdict v, const struct sl_reply *r,
 	}
 	content_begin(s, true);
 	reply(s, 354, "", "End data with <CR><LF>.<CR><LF>");
-	s->data_timer = sl_timer_add(c->loop, s->set->data_timeout_ms,
-	    data_timeout_cb, s);
+	s->data_timer =
+	    sl_timer_add(c->loop, s->set->data_timeout_ms, data_timeout_cb, s);
 	s->state = ST_DATA;
 	process_input(s);
 }
@@ -1153,8 +1156,8 @@ bdat_data_done(struct sl_conn *c, enum sl_verdict v, const struct sl_reply *r,
 			    v == SL_DENY ? "5.7.1" : "4.7.1");
 		}
 		if (s->bdat_reply.text[0] == '\0')
-			snprintf(s->bdat_reply.text,
-			    sizeof(s->bdat_reply.text), "Data rejected");
+			snprintf(s->bdat_reply.text, sizeof(s->bdat_reply.text),
+			    "Data rejected");
 	} else {
 		content_begin(s, false);
 		s->data_timer = sl_timer_add(c->loop, s->set->data_timeout_ms,
@@ -1186,10 +1189,10 @@ cmd_bdat(struct smtp *s, const char *arg)
 		/* RFC 3030 2: the chunk is read, then refused. */
 		s->bdat_fail = true;
 		s->bdat_reply.code = 503;
-		snprintf(s->bdat_reply.enh, sizeof(s->bdat_reply.enh),
-		    "5.5.1");
+		snprintf(s->bdat_reply.enh, sizeof(s->bdat_reply.enh), "5.5.1");
 		snprintf(s->bdat_reply.text, sizeof(s->bdat_reply.text), "%s",
-		    c->txn == NULL ? "Need MAIL command" : "No valid recipients");
+		    c->txn == NULL ? "Need MAIL command"
+		                   : "No valid recipients");
 		bdat_start_chunk(s);
 		return;
 	}
@@ -1227,7 +1230,7 @@ bdat_chunk_end(struct smtp *s)
 	}
 	if (!s->bdat_last) {
 		snprintf(text, sizeof(text), "%llu octets received",
-		    (unsigned long long)sl_msgreader_size(s->mr));
+		    (unsigned long long)s->bdat_total);
 		reply(s, 250, "2.0.0", text);
 		s->state = ST_CMD;
 		return;
@@ -1265,6 +1268,7 @@ read_bdat(struct smtp *s)
 		}
 		evbuffer_drain(in, total);
 		s->bdat_left -= total;
+		s->bdat_total += total;
 	}
 	if (s->bdat_left == 0) {
 		bdat_chunk_end(s);
@@ -1286,13 +1290,13 @@ xtext_decode(char *s)
 			*w++ = *r++;
 			continue;
 		}
-		hi = r[1] >= '0' && r[1] <= '9' ? r[1] - '0'
+		hi = r[1] >= '0' && r[1] <= '9'  ? r[1] - '0'
 		    : r[1] >= 'A' && r[1] <= 'F' ? r[1] - 'A' + 10
-						  : -1;
-		lo = hi < 0 ? -1
+		                                 : -1;
+		lo = hi < 0                      ? -1
 		    : r[2] >= '0' && r[2] <= '9' ? r[2] - '0'
 		    : r[2] >= 'A' && r[2] <= 'F' ? r[2] - 'A' + 10
-						  : -1;
+		                                 : -1;
 		if (hi < 0 || lo < 0)
 			return false;
 		*w++ = (char)(hi * 16 + lo);
@@ -1358,17 +1362,16 @@ cmd_xclient(struct smtp *s, char *arg)
 	    sl_conn_set_remote_text(c, addr, (unsigned int)port) == -1)
 		goto syntax;
 	free(c->remote_host);
-	c->remote_host = name != NULL && sl_smtp_helo_valid(name)
-	    ? sl_xstrdup(name)
-	    : NULL;
+	c->remote_host =
+	    name != NULL && sl_smtp_helo_valid(name) ? sl_xstrdup(name) : NULL;
 	free(c->helo);
-	c->helo = helo != NULL && sl_smtp_helo_valid(helo) ? sl_xstrdup(helo)
-							    : NULL;
+	c->helo =
+	    helo != NULL && sl_smtp_helo_valid(helo) ? sl_xstrdup(helo) : NULL;
 	s->greeted = false;
 	s->esmtp = false;
 	c->deferred = false;
-	sl_log(LOG_INFO, c->id, "xclient client=[%s]:%u name=%s",
-	    c->remote_ip, c->remote_port,
+	sl_log(LOG_INFO, c->id, "xclient client=[%s]:%u name=%s", c->remote_ip,
+	    c->remote_port,
 	    c->remote_host != NULL ? c->remote_host : "unknown");
 	/* Postfix semantics: the session starts over with a new greeting. */
 	run_connect(s);
@@ -1389,7 +1392,7 @@ unrecognized_done(struct sl_conn *c, enum sl_verdict v,
 	s->state = ST_CMD;
 	if (verdict_is_deny(v) || v == SL_DONE) {
 		if (reply_verdict(s, v, r, 500, "5.5.1",
-			"Command unrecognized"))
+		        "Command unrecognized"))
 			return;
 	} else
 		reply(s, 500, "5.5.1", "Command unrecognized");
@@ -1486,66 +1489,64 @@ dispatch(struct smtp *s, char *line, size_t len)
 
 /*
  * Reads one command line.  Returns true if the caller should go on
- * (something was consumed), false if more input is needed.
+ * (something was consumed), false if more input is needed.  A line ends
+ * only at CRLF; one holding a bare CR, bare LF or NUL is refused whole
+ * (500 5.5.2) and never run.  A line over max_command_line is answered at
+ * once and skipped through its CRLF.
  */
 static bool
 read_command(struct smtp *s)
 {
 	struct evbuffer *in = bufferevent_get_input(s->bev);
 	size_t len = evbuffer_get_length(in), max = s->set->max_command_line;
-	size_t scan, i;
-	unsigned char *p;
 	struct evbuffer_ptr ep;
+	const char *bad;
+	size_t n;
 
 	if (len == 0)
 		return false;
+	ep = evbuffer_search(in, "\r\n", 2, NULL);
 	if (s->skipping) {
-		ep = evbuffer_search(in, "\n", 1, NULL);
 		if (ep.pos < 0) {
-			evbuffer_drain(in, len);
+			/* Keep a final CR: its LF may be next. */
+			if (len > 1)
+				evbuffer_drain(in, len - 1);
 			return false;
 		}
-		evbuffer_drain(in, (size_t)ep.pos + 1);
+		evbuffer_drain(in, (size_t)ep.pos + 2);
 		s->skipping = false;
 		return true;
 	}
-	scan = len < max + 1 ? len : max + 1;
-	p = evbuffer_pullup(in, (ssize_t)scan);
-	for (i = 0; i < scan; i++)
-		if (p[i] == '\r' || p[i] == '\n' || p[i] == '\0')
-			break;
-	if (i == scan) {
-		if (len <= max)
+	if (ep.pos < 0) {
+		if (len < max)
 			return false;
-		/* Over the limit: answer now, skip through the next LF. */
 		s->skipping = true;
 		reply_error(s, 500, "5.5.2", "Line too long");
 		return true;
 	}
-	if (p[i] == '\r' && i + 1 == scan && scan == len)
-		return false; /* CR at the end: wait for what follows */
-	if (p[i] == '\r' && i + 1 < scan && p[i + 1] == '\n') {
-		if (i + 2 > max) {
-			evbuffer_drain(in, i + 2);
-			reply_error(s, 500, "5.5.2", "Line too long");
-			return true;
-		}
-		memcpy(s->line, p, i);
-		s->line[i] = '\0';
-		evbuffer_drain(in, i + 2);
-		dispatch(s, s->line, i);
+	n = (size_t)ep.pos;
+	if (n + 2 > max) {
+		evbuffer_drain(in, n + 2);
+		reply_error(s, 500, "5.5.2", "Line too long");
 		return true;
 	}
-	/* A bare LF, bare CR or NUL: the line is never run. */
-	sl_log(LOG_NOTICE, s->conn->id, "invalid command line reason=%s",
-	    p[i] == '\n' ? "bare-LF" : p[i] == '\r' ? "bare-CR" : "NUL");
-	if (p[i] == '\n')
-		evbuffer_drain(in, i + 1);
-	else
-		s->skipping = true;
-	reply_error(s, 500, "5.5.2",
-	    p[i] == '\0' ? "NUL character in command"
-			 : "Bare CR or LF in command; lines end with CRLF");
+	evbuffer_remove(in, s->line, n);
+	evbuffer_drain(in, 2);
+	s->line[n] = '\0';
+	bad = memchr(s->line, '\n', n) != NULL ? "bare-LF"
+	    : memchr(s->line, '\r', n) != NULL ? "bare-CR"
+	    : strlen(s->line) != n             ? "NUL"
+	                                       : NULL;
+	if (bad != NULL) {
+		sl_log(LOG_NOTICE, s->conn->id,
+		    "invalid command line reason=%s", bad);
+		reply_error(s, 500, "5.5.2",
+		    strcmp(bad, "NUL") == 0
+		        ? "NUL character in command"
+		        : "Bare CR or LF in command; lines end with CRLF");
+		return true;
+	}
+	dispatch(s, s->line, n);
 	return true;
 }
 

@@ -27,7 +27,7 @@ void smtpd_sessions_drain(struct sl_loop *l, bool deadline);
 
 /* Parses a PROXY v1/v2 header at the start of buf; see proxy.c. */
 struct proxy_info {
-	bool local;		/* v2 LOCAL / v1 UNKNOWN: keep the real peer */
+	bool local; /* v2 LOCAL / v1 UNKNOWN: keep the real peer */
 	char src_ip[64];
 	unsigned int src_port;
 	char dst_ip[64];

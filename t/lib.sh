@@ -30,7 +30,7 @@ if [ "${SLUICE_IN_NETNS:-}" = 1 ]; then
 	ip link set lo up 2>/dev/null
 fi
 
-: "${SLUICE_SRC:?SLUICE_SRC must point to the source tree}"
+: "${SLUICE_SRC:=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)}"
 : "${SLUICE_BUILD:=$SLUICE_SRC/build}"
 export SLUICE_SRC SLUICE_BUILD
 

@@ -311,4 +311,7 @@ def main():
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except BrokenPipeError:  # our reader went away (e.g. grep -q)
+        sys.exit(0)

@@ -46,8 +46,8 @@
 struct maildir {
 	char *path; /* path= */
 	/* set by init */
-	bool per_rcpt;			/* path has a %l, %d or %u */
-	char host[MAILDIR_HOST_MAX];	/* for unique names, escaped */
+	bool per_rcpt;               /* path has a %l, %d or %u */
+	char host[MAILDIR_HOST_MAX]; /* for unique names, escaped */
 };
 
 static const struct sl_conf_def maildir_conf[] = {
@@ -63,8 +63,7 @@ static const struct sl_conf_def maildir_conf[] = {
 struct maildir_copy {
 	char *dir;
 	char name[MAILDIR_NAME_MAX];
-	bool in_tmp;  /* tmp/name exists and is ours */
-	bool in_new;  /* renamed into new/ */
+	bool in_tmp; /* tmp/name exists and is ours */
 };
 
 /* What the hook hands to the worker and the worker to done. */
@@ -417,13 +416,13 @@ copy_publish(struct maildir_job *job, struct maildir_copy *cp)
 		job_fail(job, "path %s/new/%s", cp->dir, cp->name);
 		return -1;
 	}
-	if (rename(from, to) == -1 && (errno != ENOENT ||
-	    maildir_make(cp->dir) == -1 || rename(from, to) == -1)) {
+	if (rename(from, to) == -1 &&
+	    (errno != ENOENT || maildir_make(cp->dir) == -1 ||
+	        rename(from, to) == -1)) {
 		job_fail(job, "rename %s to %s", from, to);
 		return -1;
 	}
 	cp->in_tmp = false;
-	cp->in_new = true;
 	job->delivered_some = true;
 	return 0;
 }
@@ -439,7 +438,7 @@ job_cleanup(struct maildir_job *job)
 		if (!job->copies[i].in_tmp)
 			continue;
 		if (build_path(path, sizeof(path), job->copies[i].dir, "tmp",
-			job->copies[i].name) == 0)
+		        job->copies[i].name) == 0)
 			(void)unlink(path);
 		job->copies[i].in_tmp = false;
 	}
@@ -520,8 +519,8 @@ maildir_done(void *arg)
 
 	live = sl_async_is_live(job->async);
 	if (job->failed) {
-		job_log(job, LOG_ERR,
-		    "verdict=denysoft id=%s error=\"%s\"%s", job->id, job->error,
+		job_log(job, LOG_ERR, "verdict=denysoft id=%s error=\"%s\"%s",
+		    job->id, job->error,
 		    job->delivered_some ? " partial=yes" : "");
 		sl_async_reply(job->async, 451, "4.3.0",
 		    "Error writing message to mailbox, try again later");
@@ -580,7 +579,7 @@ job_new(const struct maildir *st, struct sl_hookctx *ctx, const char **err_r)
 			goto fail;
 	for (i = 0; i < n && st->per_rcpt; i++) {
 		if (expand_path(st->path, sl_txn_rcpt(txn, i), dir,
-			sizeof(dir) - MAILDIR_NAME_MAX - 8) == -1) {
+		        sizeof(dir) - MAILDIR_NAME_MAX - 8) == -1) {
 			*err_r = "Maildir path too long";
 			goto fail;
 		}

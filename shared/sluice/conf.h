@@ -17,30 +17,38 @@
 
 enum sl_conf_type {
 	SL_CONF_NONE = 0, /* terminator */
-	SL_CONF_STR,	  /* char * (allocated; NULL if def is NULL) */
-	SL_CONF_INT,	  /* long long, within [min, max] */
-	SL_CONF_UINT,	  /* unsigned int, within [min, max] */
-	SL_CONF_SIZE,	  /* size_t bytes: 10, 64k, 10M, 1G; within [min, max] */
-	SL_CONF_MSEC,	  /* unsigned int ms: 250ms, 5s, 2m, 1h; within bounds */
-	SL_CONF_BOOL,	  /* bool: yes/no, true/false, on/off, 1/0 */
-	SL_CONF_ENUM,	  /* int: index into .choices (NULL-terminated) */
-	SL_CONF_LIST,	  /* struct sl_strlist: "a,b c" or @file (one per line) */
-	SL_CONF_CIDRS,	  /* struct sl_cidrlist: addresses and networks, or @file */
+	SL_CONF_STR,      /* char * (allocated; NULL if def is NULL) */
+	SL_CONF_INT,      /* long long, within [min, max] */
+	SL_CONF_UINT,     /* unsigned int, within [min, max] */
+	SL_CONF_SIZE,  /* size_t bytes: 10, 64k, 10M, 1G; within [min, max] */
+	SL_CONF_MSEC,  /* unsigned int ms: 250ms, 5s, 2m, 1h; within bounds */
+	SL_CONF_BOOL,  /* bool: yes/no, true/false, on/off, 1/0 */
+	SL_CONF_ENUM,  /* int: index into .choices (NULL-terminated) */
+	SL_CONF_LIST,  /* struct sl_strlist: "a,b c" or @file (one per line) */
+	SL_CONF_CIDRS, /* struct sl_cidrlist: addresses and networks, or @file
+	                */
 };
 
 struct sl_conf_def {
 	const char *name;
 	enum sl_conf_type type;
-	const char *def;	    /* default, as text; NULL = unset */
-	long long min, max;	    /* bounds for numbers (0, 0 = unbounded) */
-	size_t offset;		    /* where the value goes in the owner block */
+	const char *def;    /* default, as text; NULL = unset */
+	long long min, max; /* bounds for numbers (0, 0 = unbounded) */
+	size_t offset;      /* where the value goes in the owner block */
 	const char *const *choices; /* SL_CONF_ENUM */
-	const char *help;	    /* one line, for error messages */
+	const char *help;           /* one line, for error messages */
+	unsigned int flags;         /* SL_CONF_F_* */
 };
 
-#define SL_CONF_END                                                          \
-	{                                                                    \
-		.name = NULL, .type = SL_CONF_NONE                           \
+/*
+ * For lists of mail addresses: an item "@word" is the domain entry it
+ * looks like, and only "@path/with/slash" (e.g. "@./list") names a file.
+ */
+#define SL_CONF_F_AT_LITERAL 0x1
+
+#define SL_CONF_END                                                            \
+	{                                                                      \
+		.name = NULL, .type = SL_CONF_NONE                             \
 	}
 
 /* A list of strings; items never NULL.  Freed by the core. */
@@ -51,7 +59,7 @@ struct sl_strlist {
 
 /* A list of networks, for matching client addresses. */
 struct sl_cidr {
-	uint8_t addr[16]; /* IPv4 as ::ffff:a.b.c.d */
+	uint8_t addr[16];    /* IPv4 as ::ffff:a.b.c.d */
 	unsigned int prefix; /* 0..128, counted on the 16-byte form */
 };
 struct sl_cidrlist {

@@ -25,17 +25,17 @@
 
 /* Verdicts, as in qpsmtpd. */
 enum sl_verdict {
-	SL_DECLINED = 0,	/* no opinion: next plugin */
-	SL_OK,			/* accept at this stage: skip the rest of the chain */
-	SL_DENY,		/* 5xx */
-	SL_DENYSOFT,		/* 4xx */
-	SL_DENY_DISCONNECT,	/* 5xx, then close (plain 5xx in milterd) */
+	SL_DECLINED = 0, /* no opinion: next plugin */
+	SL_OK,           /* accept at this stage: skip the rest of the chain */
+	SL_DENY,         /* 5xx */
+	SL_DENYSOFT,     /* 4xx */
+	SL_DENY_DISCONNECT,     /* 5xx, then close (plain 5xx in milterd) */
 	SL_DENYSOFT_DISCONNECT, /* 4xx, then close */
-	SL_DISCARD,		/* accept and drop the message */
-	SL_DONE,		/* the plugin set the reply itself */
-	SL_PENDING,		/* asynchronous: see sl_async_begin() */
-	SL_ERROR,		/* the plugin failed (back end down ...): the
-				   core applies the configured default action */
+	SL_DISCARD,             /* accept and drop the message */
+	SL_DONE,                /* the plugin set the reply itself */
+	SL_PENDING,             /* asynchronous: see sl_async_begin() */
+	SL_ERROR,               /* the plugin failed (back end down ...): the
+	                           core applies the configured default action */
 };
 
 enum sl_hook_id {
@@ -62,10 +62,10 @@ enum sl_front_end {
 	SL_FRONT_MILTERD = 2,
 };
 
-struct sl_conn;	    /* a client connection (smtpd) or milter session */
-struct sl_txn;	    /* one message transaction, reset by RSET / MAIL */
-struct sl_hookctx;  /* what one hook call sees; valid during the call */
-struct sl_async;    /* a suspended hook, see sl_async_begin() */
+struct sl_conn;    /* a client connection (smtpd) or milter session */
+struct sl_txn;     /* one message transaction, reset by RSET / MAIL */
+struct sl_hookctx; /* what one hook call sees; valid during the call */
+struct sl_async;   /* a suspended hook, see sl_async_begin() */
 
 /*
  * What a hook call is about.  Strings are borrowed for the call only.
@@ -97,10 +97,11 @@ struct sl_hookargs {
 typedef enum sl_verdict (*sl_hook_fn)(void *state, struct sl_hookctx *ctx);
 
 struct sl_plugin {
-	unsigned int abi;	      /* SL_PLUGIN_ABI */
-	const char *name;	      /* as in "plugin NAME" */
-	const struct sl_conf_def *conf; /* option table, SL_CONF_END-terminated */
-	size_t state_size;	      /* bytes of option storage (calloc'ed) */
+	unsigned int abi; /* SL_PLUGIN_ABI */
+	const char *name; /* as in "plugin NAME" */
+	const struct sl_conf_def
+	    *conf;         /* option table, SL_CONF_END-terminated */
+	size_t state_size; /* bytes of option storage (calloc'ed) */
 	/*
 	 * Called once per config line after the options were stored into a
 	 * zeroed block of state_size bytes (*state_r on entry points to it).
@@ -111,9 +112,10 @@ struct sl_plugin {
 	 * "file:line: plugin NAME: error".
 	 */
 	int (*init)(void **state_r, const char **error_r);
-	void (*fini)(void *state); /* frees what init allocated, not the block */
+	void (*fini)(
+	    void *state); /* frees what init allocated, not the block */
 	sl_hook_fn hooks[SL_HOOK_MAX];
-	unsigned int front_ends;  /* SL_FRONT_* bits; 0 = both */
+	unsigned int front_ends; /* SL_FRONT_* bits; 0 = both */
 };
 
 /* --- hook context ---------------------------------------------------- */
@@ -253,8 +255,8 @@ size_t sl_txn_body_size(const struct sl_txn *t);
  * Structured results (spf=pass ...), rendered into Authentication-Results
  * by the core and read by scoring plugins.  reason may be NULL.
  */
-void sl_txn_result_add(struct sl_txn *t, const char *method,
-    const char *result, const char *reason);
+void sl_txn_result_add(struct sl_txn *t, const char *method, const char *result,
+    const char *reason);
 const char *sl_txn_result_get(const struct sl_txn *t, const char *method);
 
 /* --- edits: later plugins see the edited message ----------------------- */

@@ -22,10 +22,10 @@
 #include "hdrsplit.h"
 #include "msgreader.h"
 
-#define CHECK(e)                                                             \
-	do {                                                                 \
-		if (!(e))                                                    \
-			abort();                                             \
+#define CHECK(e)                                                               \
+	do {                                                                   \
+		if (!(e))                                                      \
+			abort();                                               \
 	} while (0)
 
 struct buf {

@@ -2,7 +2,7 @@
 # sluice-smtpd: CHUNKING / BDAT (RFC 3030) - one chunk, several chunks, a
 # chunk boundary inside CRLF, BDAT 0 LAST, BDAT fully pipelined, BDAT mixed
 # with DATA, BDAT out of sequence, BDAT syntax errors.
-. "$SLUICE_SRC/t/lib.sh"
+. "${SLUICE_SRC:-${0%/*}/../..}/t/lib.sh" || exit 1
 
 plan 16
 setup_run

@@ -3,7 +3,7 @@
 # message size (SIZE, 552 after reading to the end, for DATA and BDAT),
 # recipients per message (452), errors and unknown commands per session
 # (421 and disconnect).
-. "$SLUICE_SRC/t/lib.sh"
+. "${SLUICE_SRC:-${0%/*}/../..}/t/lib.sh" || exit 1
 export LC_ALL=C
 
 plan 18

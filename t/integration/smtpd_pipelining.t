@@ -1,7 +1,7 @@
 #!/bin/bash
 # sluice-smtpd: PIPELINING (RFC 2920) - groups of commands in one write get
 # all their replies, in order; errors inside a group stay in place.
-. "$SLUICE_SRC/t/lib.sh"
+. "${SLUICE_SRC:-${0%/*}/../..}/t/lib.sh" || exit 1
 
 plan 6
 setup_run

@@ -31,7 +31,7 @@ static const char *const list_items[] = {
 struct match_case {
 	const char *addr;
 	const char *want; /* entry text, or NULL */
-	bool noisy;	  /* hits the match limit and logs: once is enough */
+	bool noisy;       /* hits the match limit and logs: once is enough */
 };
 
 static const struct match_case match_cases[] = {
@@ -41,7 +41,8 @@ static const struct match_case match_cases[] = {
 	{ "bad@example.co", NULL, false },
 	{ "xbad@example.com", NULL, false },
 	{ "bad@example.com.", NULL, false },
-	{ "\"odd@local\"@quoted.example", "\"odd@local\"@quoted.example", false },
+	{ "\"odd@local\"@quoted.example", "\"odd@local\"@quoted.example",
+	    false },
 	/* @domain: that domain exactly, after the last '@' */
 	{ "anyone@spam.example", "@spam.example", false },
 	{ "Anyone@SPAM.Example", "@spam.example", false },

@@ -47,12 +47,10 @@ static struct hs_case cases[] = {
 	    BODY("body\n") },
 	{ "empty message", IN(""), { { 0 } }, false, BODY("") },
 	{ "only blank line", IN("\n"), { { 0 } }, true, BODY("") },
-	{ "blank line first", IN("\nA: 1\n"), { { 0 } }, true,
-	    BODY("A: 1\n") },
+	{ "blank line first", IN("\nA: 1\n"), { { 0 } }, true, BODY("A: 1\n") },
 	{ "no blank line", IN("A: 1\nB: 2\n"),
 	    { { "A", "1", "A: 1" }, { "B", "2", "B: 2" } }, false, BODY("") },
-	{ "no body", IN("A: 1\n\n"), { { "A", "1", "A: 1" } }, true,
-	    BODY("") },
+	{ "no body", IN("A: 1\n\n"), { { "A", "1", "A: 1" } }, true, BODY("") },
 	{ "blank lines in body", IN("A: 1\n\n\n\nx\n"),
 	    { { "A", "1", "A: 1" } }, true, BODY("\n\nx\n") },
 	{ "body with NULs", IN("A: 1\n\n\0\0x\0"), { { "A", "1", "A: 1" } },
@@ -61,7 +59,7 @@ static struct hs_case cases[] = {
 	/* Folding is kept. */
 	{ "folded", IN("Subject: a\n b\n\tc\nX: y\n\nbody"),
 	    { { "Subject", "a\n b\n\tc", "Subject: a\n b\n\tc" },
-		{ "X", "y", "X: y" } },
+	        { "X", "y", "X: y" } },
 	    true, BODY("body") },
 	{ "folded at once", IN("S:\n x\n\n"), { { "S", "\n x", "S:\n x" } },
 	    true, BODY("") },
@@ -71,7 +69,7 @@ static struct hs_case cases[] = {
 	    { { "A", "1\n ", "A: 1\n " } }, true, BODY("b") },
 	{ "value whitespace", IN("S: \t v \nE:\nF:  \n\n"),
 	    { { "S", "v ", "S: \t v " }, { "E", "", "E:" },
-		{ "F", "", "F:  " } },
+	        { "F", "", "F:  " } },
 	    true, BODY("") },
 	{ "colons in value", IN("A: b: c:\n\n"),
 	    { { "A", "b: c:", "A: b: c:" } }, true, BODY("") },
@@ -80,16 +78,15 @@ static struct hs_case cases[] = {
 	{ "8-bit value", IN("A: \xc3\xa9\n\n"),
 	    { { "A", "\xc3\xa9", "A: \xc3\xa9" } }, true, BODY("") },
 	{ "ftext name", IN("X-!#$%&'*+-.^_`{|}~: v\n\n"),
-	    { { "X-!#$%&'*+-.^_`{|}~", "v", "X-!#$%&'*+-.^_`{|}~: v" } },
-	    true, BODY("") },
+	    { { "X-!#$%&'*+-.^_`{|}~", "v", "X-!#$%&'*+-.^_`{|}~: v" } }, true,
+	    BODY("") },
 	{ "obs WSP before colon", IN("From : a\nTo\t: b\n\n"),
 	    { { "From", "a", "From : a" }, { "To", "b", "To\t: b" } }, true,
 	    BODY("") },
 
 	/* Lines that are not header fields start the body. */
 	{ "non-header line", IN("A: 1\nnot a header\nB: 2\n\nx"),
-	    { { "A", "1", "A: 1" } }, false,
-	    BODY("not a header\nB: 2\n\nx") },
+	    { { "A", "1", "A: 1" } }, false, BODY("not a header\nB: 2\n\nx") },
 	{ "non-header first", IN("hello\nA: 1\n\n"), { { 0 } }, false,
 	    BODY("hello\nA: 1\n\n") },
 	{ "mbox From line", IN("From a@b Mon\nA: 1\n\n"), { { 0 } }, false,
@@ -100,8 +97,8 @@ static struct hs_case cases[] = {
 	    BODY(": x\n\n") },
 	{ "space in name", IN("Sub ject: x\n\n"), { { 0 } }, false,
 	    BODY("Sub ject: x\n\n") },
-	{ "no colon at LF", IN("A: 1\nB\n\n"), { { "A", "1", "A: 1" } },
-	    false, BODY("B\n\n") },
+	{ "no colon at LF", IN("A: 1\nB\n\n"), { { "A", "1", "A: 1" } }, false,
+	    BODY("B\n\n") },
 	{ "CR in name", IN("A\r: x\n\n"), { { 0 } }, false,
 	    BODY("A\r: x\n\n") },
 	{ "CRLF line", IN("A: 1\n\r\nb"), { { "A", "1", "A: 1" } }, false,
@@ -111,8 +108,7 @@ static struct hs_case cases[] = {
 	{ "DEL in name", IN("A\x7f: x\n\n"), { { 0 } }, false,
 	    BODY("A\x7f: x\n\n") },
 	{ "NUL in value", IN("A: 1\nB: x\0y\nC: 3\n\nbody"),
-	    { { "A", "1", "A: 1" } }, false,
-	    BODY("B: x\0y\nC: 3\n\nbody") },
+	    { { "A", "1", "A: 1" } }, false, BODY("B: x\0y\nC: 3\n\nbody") },
 	{ "NUL in continuation", IN("A: 1\nB: x\n \0\nC: 3\n\n"),
 	    { { "A", "1", "A: 1" } }, false, BODY("B: x\n \0\nC: 3\n\n") },
 	{ "NUL in name", IN("A\0: 1\n\n"), { { 0 } }, false,
@@ -132,11 +128,12 @@ static struct hs_case cases[] = {
 
 	/* Limits: max_header (the raw field, inner LFs included). */
 	{ "field at max", .max_header = 10, IN("A: 123456\nB: 1234567\n\nb"),
-	    { { "A", "123456", "A: 123456" }, { "B", "1234567", "B: 1234567" } },
+	    { { "A", "123456", "A: 123456" },
+	        { "B", "1234567", "B: 1234567" } },
 	    true, BODY("b") },
 	{ "field over max", .max_header = 10,
-	    IN("A: 1\nC: 12345678\nD: 1\n\nb"), { { "A", "1", "A: 1" } },
-	    false, BODY("C: 12345678\nD: 1\n\nb") },
+	    IN("A: 1\nC: 12345678\nD: 1\n\nb"), { { "A", "1", "A: 1" } }, false,
+	    BODY("C: 12345678\nD: 1\n\nb") },
 	{ "folded at max", .max_header = 10, IN("D: 1234\n 6\n\n"),
 	    { { "D", "1234\n 6", "D: 1234\n 6" } }, true, BODY("") },
 	{ "folded over max", .max_header = 10, IN("D: 1234\n 67\n\n"),
@@ -145,8 +142,8 @@ static struct hs_case cases[] = {
 	    { { 0 } }, false, BODY("D: 1234567\n 8\n") },
 	{ "name over max", .max_header = 4, IN("ABCDE: 1\n\n"), { { 0 } },
 	    false, BODY("ABCDE: 1\n\n") },
-	{ "WSP over max", .max_header = 4, IN("ABC  : 1\n\n"), { { 0 } },
-	    false, BODY("ABC  : 1\n\n") },
+	{ "WSP over max", .max_header = 4, IN("ABC  : 1\n\n"), { { 0 } }, false,
+	    BODY("ABC  : 1\n\n") },
 
 	/* Limits: max_headers. */
 	{ "fields at max", .max_headers = 2, IN("A: 1\nB: 2\n\nbody"),
@@ -291,8 +288,8 @@ hs_check(const struct hs_case *c, const struct hs_log *l, const char *how,
 		if (i >= l->nhdrs || strcmp(l->hdrs[i].name, want->name) != 0 ||
 		    strcmp(l->hdrs[i].value, want->value) != 0 ||
 		    strcmp(l->hdrs[i].raw, want->raw) != 0)
-			fail_msg("%s: %s %zu: header %zu differs", c->name,
-			    how, cut, i);
+			fail_msg("%s: %s %zu: header %zu differs", c->name, how,
+			    cut, i);
 	}
 	if (l->nhdrs != i || l->neoh != 1 || l->had_blank != c->had_blank)
 		fail_msg("%s: %s %zu: %zu headers, %d eoh, had_blank %d",
@@ -376,7 +373,7 @@ main(void)
 	size_t i;
 
 	for (i = 0; i < SL_NELEM(cases); i++) {
-		tests[i] = (struct CMUnitTest) { .name = cases[i].name,
+		tests[i] = (struct CMUnitTest){ .name = cases[i].name,
 			.test_func = test_case,
 			.initial_state = &cases[i] };
 	}

@@ -30,7 +30,7 @@
 
 struct mr_case {
 	const char *name;
-	bool raw;	/* BDAT: raw mode, finish() after the last byte */
+	bool raw;       /* BDAT: raw mode, finish() after the last byte */
 	bool normalise; /* else reject policy */
 	size_t max_line, max_size;
 	const char *in;
@@ -57,8 +57,7 @@ static struct mr_case cases[] = {
 	{ "nothing", IN(""), OUT("") },
 	{ "pipelined", IN("a\r\n.\r\nQUIT\r\n"), OUT("a\n"), .done = true,
 	    .rest = 6 },
-	{ "pipelined dot", IN(".\r\n.\r\n"), OUT(""), .done = true,
-	    .rest = 3 },
+	{ "pipelined dot", IN(".\r\n.\r\n"), OUT(""), .done = true, .rest = 3 },
 	{ "pipelined message", IN("x\r\n.\r\nMAIL FROM:<>\r\nDATA\r\n"),
 	    OUT("x\n"), .done = true, .rest = 20 },
 
@@ -93,9 +92,8 @@ static struct mr_case cases[] = {
 	    OUT("a\n.\nb\n"), .flags = CR, .done = true },
 	{ "CRLF.CR", IN("a\r\n.\rb\r\n.\r\n"), OUT("a\n\rb\n"), .flags = CR,
 	    .done = true },
-	{ "CRLF.CR normalised", .normalise = true,
-	    IN("a\r\n.\rb\r\n.\r\n"), OUT("a\n\nb\n"), .flags = CR,
-	    .done = true },
+	{ "CRLF.CR normalised", .normalise = true, IN("a\r\n.\rb\r\n.\r\n"),
+	    OUT("a\n\nb\n"), .flags = CR, .done = true },
 	{ "CRLF.CRCRLF", IN("a\r\n.\r\r\n.\r\n"), OUT("a\n\r\n"), .flags = CR,
 	    .done = true },
 	{ "CR.CRLF never ends", IN("a\r.\r\nb"), OUT("a\r.\nb"), .flags = CR },
@@ -153,10 +151,10 @@ static struct mr_case cases[] = {
 	{ "size over max", .max_size = 5, IN("abc\r\ndef\r\n.\r\nQUIT\r\n"),
 	    OUT("abc\nd"), .flags = BIG, .done = true, .rest = 6, .size = 8 },
 	{ "size over max by CR", .max_size = 3, .normalise = true,
-	    IN("abc\rd\r\n.\r\n"), OUT("abc"), .flags = BIG | CR,
-	    .done = true, .size = 6 },
-	{ "size over max raw", .raw = true, .max_size = 1, IN("ab\r"),
-	    OUT("a"), .flags = BIG | CR, .size = 3 },
+	    IN("abc\rd\r\n.\r\n"), OUT("abc"), .flags = BIG | CR, .done = true,
+	    .size = 6 },
+	{ "size over max raw", .raw = true, .max_size = 1, IN("ab\r"), OUT("a"),
+	    .flags = BIG | CR, .size = 3 },
 
 	/* BDAT. */
 	{ "raw", .raw = true, IN("a\r\nb\r\n"), OUT("a\nb\n") },
@@ -223,8 +221,7 @@ mr_feed_piece(struct sl_msgreader *r, const uint8_t *p, size_t n,
  * After the end, one more feed must consume nothing.
  */
 static void
-mr_run(const struct mr_case *c, size_t cut, size_t step,
-    struct mr_result *res)
+mr_run(const struct mr_case *c, size_t cut, size_t step, struct mr_result *res)
 {
 	struct sl_msgreader_limits lim = { .max_line = c->max_line,
 		.max_size = c->max_size,
@@ -244,8 +241,8 @@ mr_run(const struct mr_case *c, size_t cut, size_t step,
 		mr_feed_piece(r, in + off, n, res);
 	}
 	if (res->done) {
-		assert_int_equal(sl_msgreader_feed(r, in, c->in_len, &res->done),
-		    0);
+		assert_int_equal(
+		    sl_msgreader_feed(r, in, c->in_len, &res->done), 0);
 		assert_true(res->done);
 	}
 	if (c->raw)
@@ -257,8 +254,8 @@ mr_run(const struct mr_case *c, size_t cut, size_t step,
 }
 
 static void
-mr_check(const struct mr_case *c, const struct mr_result *res,
-    const char *how, size_t cut)
+mr_check(const struct mr_case *c, const struct mr_result *res, const char *how,
+    size_t cut)
 {
 	uint64_t size;
 
@@ -420,7 +417,7 @@ main(void)
 	size_t i;
 
 	for (i = 0; i < SL_NELEM(cases); i++) {
-		tests[i] = (struct CMUnitTest) { .name = cases[i].name,
+		tests[i] = (struct CMUnitTest){ .name = cases[i].name,
 			.test_func = test_case,
 			.initial_state = &cases[i] };
 	}

@@ -1,0 +1,255 @@
+#!/bin/bash
+# t/bench/run.sh - "make bench": throughput and memory, side by side (not a test).
+#
+#   sluice-smtpd + queue/discard, sluice-smtpd + queue/maildir, Postfix's
+#   smtp-sink (the do-nothing limit) and a private Postfix instance
+#   (t/pf-instance.sh, delivering to discard(8)), each driven by Postfix's
+#   smtp-source at every concurrency of BENCH_CONC.  For each run: messages
+#   per second (smtp-source wall time), CPU per message of the server's whole
+#   process tree (utime+stime from /proc/PID/stat, before/after; Postfix
+#   after its queue drained), peak RSS of the tree (sampled every 20 ms).
+#   Then the memory per idle connection: BENCH_IDLE connections that read
+#   the banner and stay idle; the daemon's RSS before and after.
+#
+# Builds nothing: uses $SLUICE_BUILD (default build/).  Knobs (environment):
+#   BENCH_MSGS=10000 BENCH_PF_MSGS=2000 (Postfix is slower) BENCH_SIZE=1000 BENCH_CONC="1 10 100" BENCH_IDLE=1000
+#   BENCH_REUSE=1 (smtp-source -d: several messages per connection)
+#   BENCH_PF_MODE=discard|maildir  BENCH_SERVERS="sluice-discard sluice-maildir smtp-sink postfix"
+# Runs inside a private network namespace when root (see t/lib.sh).
+[ -n "${BASH_VERSION:-}" ] || exec bash "$0" "$@"
+
+SLUICE_SRC=${SLUICE_SRC:-$(cd "$(dirname "$0")/../.." && pwd)}
+export SLUICE_SRC
+. "$SLUICE_SRC/t/lib.sh" || exit 1
+
+MSGS=${BENCH_MSGS:-10000}
+PF_MSGS=${BENCH_PF_MSGS:-2000}
+SIZE=${BENCH_SIZE:-1000}
+CONC=${BENCH_CONC:-1 10 100}
+IDLE=${BENCH_IDLE:-1000}
+REUSE=${BENCH_REUSE:-1}
+PF_MODE=${BENCH_PF_MODE:-discard}
+SERVERS=${BENCH_SERVERS:-sluice-discard sluice-maildir smtp-sink postfix}
+PS="$SLUICE_PYTHON $SLUICE_SRC/t/bench/procstat.py"
+PF=$SLUICE_SRC/t/pf-instance.sh
+
+die() {
+	echo "bench: $*" >&2
+	exit 1
+}
+[ -x "$SLUICE_BUILD/sluice-smtpd" ] || die "$SLUICE_BUILD/sluice-smtpd not built (make)"
+command -v smtp-source >/dev/null || die "smtp-source missing (package postfix)"
+command -v smtp-sink >/dev/null || die "smtp-sink missing (package postfix)"
+
+setup_run
+PF_DIR=
+bench_cleanup() {
+	local rc=$?
+	[ -n "$PF_DIR" ] && "$PF" stop "$PF_DIR" >/dev/null 2>&1
+	(exit $rc)
+	_t_cleanup
+}
+trap bench_cleanup EXIT
+
+# many connections: raise the descriptor limit for us and the servers
+hard=$(ulimit -Hn)
+want=$((IDLE * 2 + 1024))
+if [ "$hard" != unlimited ] && [ "$hard" -lt "$want" ]; then
+	ulimit -Hn "$want" 2>/dev/null || want=$hard
+fi
+ulimit -n "$want" 2>/dev/null || ulimit -n "$hard"
+
+NCPU=$(nproc 2>/dev/null || echo '?')
+ROWS=()
+HWM=()
+declare -A RATE CPUMS
+
+# ---------------------------------------------------------------- servers
+SRV_PID=
+SRV_PORT=
+
+start_sluice() { # QUEUE_PLUGIN_LINE
+	unset PORT
+	write_conf "$RUN/bench.conf" <<EOF
+local_domains sluice.test
+max_connections 20000
+max_connections_per_ip 20000
+idle_timeout 10m
+$1
+EOF
+	sluice_start "$RUN/bench.conf"
+	SRV_PID=$SLUICE_PID
+	SRV_PORT=$PORT
+}
+
+start_server() { # NAME
+	case $1 in
+	sluice-discard) start_sluice "plugin queue/discard" ;;
+	sluice-maildir)
+		rm -rf "$RUN/Maildir"
+		mkdir -p "$RUN/Maildir"
+		start_sluice "plugin queue/maildir path=$RUN/Maildir"
+		;;
+	smtp-sink)
+		SRV_PORT=$(free_port)
+		smtp-sink -u nobody -h mx.sluice.test "127.0.0.1:$SRV_PORT" 1024 2>>"$RUN/sink.log" &
+		SRV_PID=$!
+		track_pid "$SRV_PID"
+		wait_smtp "$SRV_PORT" 10 || die "smtp-sink did not start"
+		;;
+	postfix)
+		SRV_PORT=$(free_port)
+		PF_DIR=$RUN/pf
+		rm -rf "$PF_DIR"
+		"$PF" create "$PF_DIR" "$SRV_PORT" "$PF_MODE" || die "postfix create failed"
+		"$PF" start "$PF_DIR" || die "postfix start failed"
+		SRV_PID=$("$PF" pid "$PF_DIR")
+		;;
+	*) die "unknown server $1" ;;
+	esac
+}
+
+stop_server() { # NAME
+	case $1 in
+	sluice-*) sluice_stop ;;
+	smtp-sink) stop_pid "$SRV_PID" 5 ;;
+	postfix)
+		"$PF" stop "$PF_DIR" >/dev/null 2>&1
+		PF_DIR=
+		;;
+	esac
+	SRV_PID=
+}
+
+# run_one NAME CONC: one smtp-source run against the running server
+run_one() {
+	local name=$1 c=$2 n=$MSGS cpu0 cpu1 t0 t1 peak secs rate cpum status=ok dflag=
+	[ "$name" = postfix ] && n=$PF_MSGS
+	((n < c)) && n=$c
+	[ "$REUSE" = 1 ] && dflag=-d
+	rm -f "$RUN/stop"
+	$PS peak "$SRV_PID" "$RUN/stop" >"$RUN/peak" &
+	local sampler=$!
+	cpu0=$($PS cpu "$SRV_PID")
+	t0=$EPOCHREALTIME
+	if ! timeout 600 smtp-source $dflag -s "$c" -m "$n" -l "$SIZE" -M bench.test \
+		-f alice@example.org -t bob@sluice.test "127.0.0.1:$SRV_PORT" \
+		>"$RUN/source.out" 2>&1; then
+		status="smtp-source failed: $(head -c 200 "$RUN/source.out" | tr '\n' ' ')"
+	fi
+	t1=$EPOCHREALTIME
+	if [ "$name" = postfix ]; then
+		"$PF" drain "$PF_DIR" 120 || status="postfix queue did not drain"
+	fi
+	if [ "$name" = sluice-maildir ] && [ "$status" = ok ]; then
+		# every accepted message is durable before the 250: count them
+		local got
+		got=$(find "$RUN/Maildir/new" -type f | wc -l)
+		[ "$got" -ge "$n" ] || status="only $got of $n in the Maildir"
+		rm -f "$RUN/Maildir/new/"*
+	fi
+	cpu1=$($PS cpu "$SRV_PID")
+	touch "$RUN/stop"
+	wait "$sampler"
+	peak=$(cat "$RUN/peak")
+	secs=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", b - a }')
+	rate=$(awk -v n="$n" -v s="$secs" 'BEGIN { printf "%.0f", (s > 0) ? n / s : 0 }')
+	cpum=$(awk -v n="$n" -v c="$((cpu1 - cpu0))" 'BEGIN { printf "%.3f", c / n }')
+	RATE[$name,$c]=$rate
+	CPUMS[$name,$c]=$cpum
+	ROWS+=("| $name | $c | $n | $secs | $rate | $cpum | $peak | $status |")
+	echo "bench: $name c=$c: $rate msgs/s, $cpum ms CPU/msg, peak RSS $peak KiB ($status)" >&2
+}
+
+for s in $SERVERS; do
+	start_server "$s"
+	for c in $CONC; do
+		run_one "$s" "$c"
+	done
+	case $s in sluice-*) HWM[${#HWM[@]}]="$s VmHWM $($PS hwm "$SRV_PID") KiB" ;; esac
+	stop_server "$s"
+done
+
+# ---------------------------------------------------------------- idle connections
+idle_test() { # NAME -> sets IDLE_KIB, IDLE_OK
+	local name=$1 before after i
+	start_server "$name"
+	# one session first, so that lazily created state is not counted
+	smtp_chat --port "$SRV_PORT" <<<'QUIT' >/dev/null
+	sleep 0.2
+	before=$($PS rss "$SRV_PID")
+	rm -f "$RUN/idle.ready" "$RUN/idle.stop"
+	$PS idle "$SRV_PORT" "$IDLE" "$RUN/idle.ready" "$RUN/idle.stop" &
+	local holder=$!
+	for ((i = 0; i < 1200; i++)); do
+		[ -f "$RUN/idle.ready" ] && break
+		sleep 0.05
+	done
+	sleep 0.5
+	after=$($PS rss "$SRV_PID")
+	IDLE_OK=$(cat "$RUN/idle.ready" 2>/dev/null || echo 0)
+	touch "$RUN/idle.stop"
+	stop_pid "$holder" 10
+	IDLE_KIB=$(awk -v a="$after" -v b="$before" -v n="$IDLE_OK" \
+		'BEGIN { printf "%.2f", (n > 0) ? (a - b) / n : 0 }')
+	IDLE_ROWS+=("| $name | $IDLE_OK of $IDLE | $before | $after | $IDLE_KIB |")
+	echo "bench: $name: $IDLE_OK idle connections, RSS $before -> $after KiB, $IDLE_KIB KiB each" >&2
+	stop_server "$name"
+}
+IDLE_ROWS=()
+idle_test sluice-discard
+SLUICE_IDLE_KIB=$IDLE_KIB
+idle_test smtp-sink
+
+# ---------------------------------------------------------------- report
+ratio() { # NAME_A NAME_B C
+	local a=${RATE[$1,$3]:-} b=${RATE[$2,$3]:-}
+	[ -n "$a" ] && [ -n "$b" ] && [ "$b" != 0 ] || {
+		echo "n/a"
+		return
+	}
+	awk -v a="$a" -v b="$b" 'BEGIN { printf "%.2f", a / b }'
+}
+verdict() { awk -v v="$1" -v t="$2" -v op="$3" 'BEGIN {
+	if (v == "n/a") { print "n/a"; exit }
+	ok = (op == ">=") ? (v + 0 >= t + 0) : (v + 0 < t + 0)
+	print ok ? "met" : "MISSED" }'; }
+
+cat <<EOF
+
+## sluice-smtpd benchmark
+
+$(date -u '+%Y-%m-%d %H:%M UTC'), $(uname -sr), $NCPU CPU(s); $SLUICE_BUILD/sluice-smtpd.
+smtp-source $( [ "$REUSE" = 1 ] && echo "-d (messages reuse the connection)" || echo "(one message per connection)"), $MSGS messages ($PF_MSGS for Postfix) of $SIZE bytes per run; client and server share the machine.
+msgs/s is smtp-source's wall time; CPU is the server's whole process tree (Postfix: until its queue drained); peak RSS is sampled and summed over the tree (shared pages count once per process, which inflates multi-process Postfix).
+
+| server | concurrency | messages | seconds | msgs/s | CPU ms/msg | peak RSS KiB | status |
+|---|---:|---:|---:|---:|---:|---:|---|
+EOF
+printf '%s\n' "${ROWS[@]}"
+echo
+for h in "${HWM[@]}"; do echo "- $h"; done
+cat <<EOF
+
+Memory per idle connection ($IDLE connections that read the banner and stay idle):
+
+| server | connections | RSS before KiB | RSS after KiB | KiB per connection |
+|---|---:|---:|---:|---:|
+EOF
+printf '%s\n' "${IDLE_ROWS[@]}"
+
+r10=$(ratio sluice-discard smtp-sink 10)
+r100=$(ratio sluice-discard smtp-sink 100)
+cpu_budget=$(awk -v a="${CPUMS[sluice-discard,10]:-}" 'BEGIN { print (a == "") ? "n/a" : a }')
+cat <<EOF
+
+Targets (issue 2, for information):
+
+| target | measured | |
+|---|---:|---|
+| sluice discard >= 0.8x smtp-sink msgs/s at c=10 | ${r10}x | $(verdict "$r10" 0.8 ">=") |
+| sluice discard >= 0.8x smtp-sink msgs/s at c=100 | ${r100}x | $(verdict "$r100" 0.8 ">=") |
+| < 8 KiB per idle connection | $SLUICE_IDLE_KIB KiB | $(verdict "$SLUICE_IDLE_KIB" 8 "<") |
+| CPU per message with no plugin work < 0.35 ms (DESIGN.md), c=10 | $cpu_budget ms | $(verdict "$cpu_budget" 0.35 "<") |
+EOF
+exit 0

@@ -1,0 +1,282 @@
+/*
+ * test_hooks.c - a test-only plugin that gives any verdict at any hook,
+ * synchronously or after a delay, fails, hangs, resumes late or twice,
+ * runs on the worker pool, and makes edits.  Used by t/integration to
+ * drive the core's failure paths; never installed.
+ *
+ *   plugin test_hooks hook=rcpt action=deny text="no thanks" match=bad
+ *
+ * hook=    connect helo mail rcpt data data_post queue unrecognized header
+ *          eoh body reset
+ * action=  ok deny denysoft deny_disconnect denysoft_disconnect discard done
+ *          error invalid declined
+ *          pending_forever  (suspend, never resume: the timeout must fire)
+ *          pending          (resume after delay= ms with verdict=)
+ *          pending_twice    (resume twice: the second must be harmless)
+ *          worker           (sleep delay= ms on the worker pool, then verdict=)
+ *          edit             (data_post: add, insert, change, delete headers,
+ *                            replace body, add/delete recipient, change
+ *                            sender; see edit=)
+ * match=   act only when the hook's argument (address, HELO, header name,
+ *          command line; the client address at connect) contains this text
+ */
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <syslog.h>
+#include <time.h>
+
+#include <sluice/plugin.h>
+
+static const char *const hook_choices[] = { "connect", "helo", "auth", "mail",
+	"rcpt", "data", "header", "eoh", "body", "data_post", "queue", "reset",
+	"disconnect", "unrecognized", "deny", NULL };
+static const char *const verdict_choices[] = { "declined", "ok", "deny",
+	"denysoft", "deny_disconnect", "denysoft_disconnect", "discard", "done",
+	"pending", "error", NULL };
+static const char *const action_choices[] = { "declined", "ok", "deny",
+	"denysoft", "deny_disconnect", "denysoft_disconnect", "discard", "done",
+	"error", "invalid", "pending_forever", "pending", "pending_twice",
+	"worker", "edit", NULL };
+
+enum action {
+	A_DECLINED,
+	A_OK,
+	A_DENY,
+	A_DENYSOFT,
+	A_DENY_DISCONNECT,
+	A_DENYSOFT_DISCONNECT,
+	A_DISCARD,
+	A_DONE,
+	A_ERROR,
+	A_INVALID,
+	A_PENDING_FOREVER,
+	A_PENDING,
+	A_PENDING_TWICE,
+	A_WORKER,
+	A_EDIT,
+};
+
+struct th {
+	int hook;
+	int action;
+	int verdict; /* for pending, pending_twice, worker */
+	unsigned int delay_ms;
+	int code;
+	char *text;
+	char *match;
+	char *edit;
+};
+
+static const struct sl_conf_def th_conf[] = {
+	{ .name = "hook",
+	    .type = SL_CONF_ENUM,
+	    .def = "rcpt",
+	    .choices = hook_choices,
+	    .offset = offsetof(struct th, hook) },
+	{ .name = "action",
+	    .type = SL_CONF_ENUM,
+	    .def = "declined",
+	    .choices = action_choices,
+	    .offset = offsetof(struct th, action) },
+	{ .name = "verdict",
+	    .type = SL_CONF_ENUM,
+	    .def = "ok",
+	    .choices = verdict_choices,
+	    .offset = offsetof(struct th, verdict) },
+	{ .name = "delay",
+	    .type = SL_CONF_MSEC,
+	    .def = "100ms",
+	    .min = 0,
+	    .max = 600000,
+	    .offset = offsetof(struct th, delay_ms) },
+	{ .name = "code",
+	    .type = SL_CONF_UINT,
+	    .def = "0",
+	    .min = 0,
+	    .max = 599,
+	    .offset = offsetof(struct th, code) },
+	{ .name = "text",
+	    .type = SL_CONF_STR,
+	    .offset = offsetof(struct th, text) },
+	{ .name = "match",
+	    .type = SL_CONF_STR,
+	    .offset = offsetof(struct th, match) },
+	{ .name = "edit",
+	    .type = SL_CONF_STR,
+	    .def = "all",
+	    .offset = offsetof(struct th, edit) },
+	SL_CONF_END,
+};
+
+struct later {
+	struct sl_async *a;
+	enum sl_verdict v;
+	unsigned int delay_ms;
+	bool twice;
+};
+
+static void
+later_fire(void *arg)
+{
+	struct later *l = arg;
+	struct sl_async *copy = l->a;
+
+	sl_async_reply(l->a, 0, NULL, "resumed by test_hooks");
+	sl_async_done(&l->a, l->v);
+	if (l->twice) {
+		/* A second resume, through a stale copy: must be harmless
+		 * because the handle pointer was cleared. */
+		(void)copy;
+		sl_async_done(&l->a, SL_DENY);
+	}
+	free(l);
+}
+
+static void
+release_forever(void *arg)
+{
+	struct later *l = arg;
+
+	sl_async_done(&l->a, SL_DECLINED);
+	free(l);
+}
+
+static void
+worker_sleep(void *arg)
+{
+	struct later *l = arg;
+	struct timespec ts;
+
+	ts.tv_sec = l->delay_ms / 1000;
+	ts.tv_nsec = (long)(l->delay_ms % 1000) * 1000000L;
+	nanosleep(&ts, NULL);
+}
+
+static void
+do_edits(struct th *th, struct sl_txn *t)
+{
+	const char *e = th->edit;
+	static const uint8_t body[] = "This body was replaced by test_hooks.\n";
+
+	if (strstr(e, "all") != NULL || strstr(e, "add") != NULL)
+		sl_edit_header_add(t, "X-Test-Added", "yes");
+	if (strstr(e, "all") != NULL || strstr(e, "insert") != NULL)
+		sl_edit_header_insert(t, 0, "X-Test-Inserted", "first");
+	if (strstr(e, "all") != NULL || strstr(e, "change") != NULL)
+		sl_edit_header_change(t, "Subject", 0, "changed by test_hooks");
+	if (strstr(e, "all") != NULL || strstr(e, "delete") != NULL)
+		sl_edit_header_delete(t, "X-Delete-Me", 0);
+	if (strstr(e, "body") != NULL)
+		sl_edit_body_replace(t, body, sizeof(body) - 1);
+	if (strstr(e, "smuggle") != NULL)
+		sl_edit_header_add(t, "X-Bad", "a\r\nInjected: yes");
+}
+
+static const char *
+hook_subject(struct sl_hookctx *ctx, const struct sl_hookargs *a)
+{
+	if (a->hook == SL_HOOK_CONNECT)
+		return sl_conn_remote_ip(sl_hook_conn(ctx));
+	if (a->hook == SL_HOOK_HEADER)
+		return a->name;
+	return a->arg != NULL ? a->arg : "";
+}
+
+static enum sl_verdict
+th_hook(void *state, struct sl_hookctx *ctx)
+{
+	struct th *th = state;
+	const struct sl_hookargs *a = sl_hook_args(ctx);
+	struct later *l;
+
+	if ((int)a->hook != th->hook)
+		return SL_DECLINED;
+	if (th->match != NULL &&
+	    strstr(hook_subject(ctx, a), th->match) == NULL)
+		return SL_DECLINED;
+	if (th->code != 0 || th->text != NULL)
+		sl_hook_reply(ctx, th->code, NULL, "%s",
+		    th->text != NULL ? th->text : "test_hooks");
+	sl_hook_log(ctx, LOG_INFO, "action=%s", action_choices[th->action]);
+	switch (th->action) {
+	case A_DECLINED:
+		return SL_DECLINED;
+	case A_OK:
+		return SL_OK;
+	case A_DENY:
+		return SL_DENY;
+	case A_DENYSOFT:
+		return SL_DENYSOFT;
+	case A_DENY_DISCONNECT:
+		return SL_DENY_DISCONNECT;
+	case A_DENYSOFT_DISCONNECT:
+		return SL_DENYSOFT_DISCONNECT;
+	case A_DISCARD:
+		return SL_DISCARD;
+	case A_DONE:
+		return SL_DONE;
+	case A_ERROR:
+		return SL_ERROR;
+	case A_INVALID:
+		return (enum sl_verdict)77;
+	case A_PENDING_FOREVER:
+		/* Never resumed; the handle is released with the connection
+		 * (a late sl_async_done: harmless by contract). */
+		l = calloc(1, sizeof(*l));
+		if (l == NULL)
+			return SL_ERROR;
+		l->a = sl_async_begin(ctx);
+		sl_conn_data_set(sl_hook_conn(ctx), l, l, release_forever);
+		return SL_PENDING;
+	case A_EDIT:
+		if (sl_hook_txn(ctx) != NULL)
+			do_edits(th, sl_hook_txn(ctx));
+		return SL_DECLINED;
+	default:
+		break;
+	}
+	l = calloc(1, sizeof(*l));
+	if (l == NULL)
+		return SL_ERROR;
+	l->a = sl_async_begin(ctx);
+	l->v = (enum sl_verdict)th->verdict;
+	l->delay_ms = th->delay_ms;
+	l->twice = th->action == A_PENDING_TWICE;
+	if (th->action == A_WORKER)
+		sl_hook_run_worker(ctx, worker_sleep, later_fire, l);
+	else
+		(void)sl_hook_timer(ctx, th->delay_ms, later_fire, l);
+	return SL_PENDING;
+}
+
+static int
+th_init(void **state_r, const char **error_r)
+{
+	(void)state_r;
+	(void)error_r;
+	return 0;
+}
+
+const struct sl_plugin sluice_plugin = {
+	.abi = SL_PLUGIN_ABI,
+	.name = "test_hooks",
+	.conf = th_conf,
+	.state_size = sizeof(struct th),
+	.init = th_init,
+	.hooks = {
+	    [SL_HOOK_CONNECT] = th_hook,
+	    [SL_HOOK_HELO] = th_hook,
+	    [SL_HOOK_MAIL] = th_hook,
+	    [SL_HOOK_RCPT] = th_hook,
+	    [SL_HOOK_DATA] = th_hook,
+	    [SL_HOOK_HEADER] = th_hook,
+	    [SL_HOOK_EOH] = th_hook,
+	    [SL_HOOK_BODY] = th_hook,
+	    [SL_HOOK_DATA_POST] = th_hook,
+	    [SL_HOOK_QUEUE] = th_hook,
+	    [SL_HOOK_RESET] = th_hook,
+	    [SL_HOOK_UNRECOGNIZED] = th_hook,
+	},
+};

@@ -298,9 +298,6 @@ drop_privileges(const struct sl_settings *set)
 			    set->user);
 		return;
 	}
-	if (setgroups(0, NULL) == -1 &&
-	    initgroups(pw->pw_name, pw->pw_gid) == -1)
-		sl_fatal("setgroups: %s", strerror(errno));
 	if (initgroups(pw->pw_name, pw->pw_gid) == -1 ||
 	    setresgid(pw->pw_gid, pw->pw_gid, pw->pw_gid) == -1 ||
 	    setresuid(pw->pw_uid, pw->pw_uid, pw->pw_uid) == -1)

@@ -8,7 +8,7 @@
 
 [ -f "$SLUICE_BUILD/t/plugins/test_hooks.so" ] ||
 	skip_all "test plugin not built ($SLUICE_BUILD/t/plugins/test_hooks.so)"
-plan 34
+plan 36
 setup_run
 MD=$RUN/Maildir
 
@@ -257,3 +257,10 @@ plugin no_such_plugin
 EOF
 out=$("$SLUICE_BUILD/sluice-smtpd" -f -c "$RUN/bad2.conf" 2>&1)
 like "$out" 'bad2\.conf:6: plugin no_such_plugin: no_such_plugin\.so not found' "missing plugin stops start-up with file:line"
+write_conf "$RUN/bad3.conf" <<EOF2
+plugin test_badabi
+EOF2
+out=$("$SLUICE_BUILD/sluice-smtpd" -t -c "$RUN/bad3.conf" 2>&1)
+rc=$?
+is "$rc" 1 "plugin with a wrong ABI: -t exits 1"
+like "$out" 'bad3\.conf:6: plugin test_badabi: .*has plugin ABI 1001, this sluice needs 1' "wrong ABI refused with a clear error"

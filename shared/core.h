@@ -241,6 +241,10 @@ const char *sl_verdict_name(enum sl_verdict v);
 void sl_loops_start(unsigned int n, unsigned int nworkers);
 /* Stops accepting new work; waits for loops to drain, then joins. */
 void sl_loops_drain_and_join(unsigned int timeout_ms);
+/* n, or one per CPU when n is 0. */
+unsigned int sl_loops_count(unsigned int n);
+/* Loop i (0 <= i < the count started). */
+struct sl_loop *sl_loop_at(unsigned int i);
 /* The next loop in round-robin order. */
 struct sl_loop *sl_loop_next(void);
 struct event_base *sl_loop_base(struct sl_loop *l);

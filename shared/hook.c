@@ -207,8 +207,9 @@ handle_verdict(struct sl_hookrun *run, enum sl_verdict v)
 		sl_log(LOG_DEBUG, c->id, "hook=%s plugin=%s verdict=%s", hn,
 		    in->name, sl_verdict_name(v));
 	else
-		sl_log(LOG_INFO, c->id, "hook=%s plugin=%s verdict=%s%s%s%s",
-		    hn, in->name, sl_verdict_name(v),
+		sl_log(v == SL_OK ? LOG_DEBUG : LOG_INFO, c->id,
+		    "hook=%s plugin=%s verdict=%s%s%s%s", hn, in->name,
+		    sl_verdict_name(v),
 		    run->ctx.reply.text[0] != '\0' ? " text=\"" : "",
 		    run->ctx.reply.text,
 		    run->ctx.reply.text[0] != '\0' ? "\"" : "");

@@ -20,6 +20,69 @@ static bool log_stderr = true;
 static int log_max = LOG_INFO;
 static const char *log_ident = "sluice";
 
+#define BATCH_SIZE 16384
+
+static __thread char *batch;
+static __thread size_t batch_len;
+static __thread void (*batch_arm)(void *);
+static __thread void *batch_arg;
+
+static void
+write_all(const char *p, size_t n)
+{
+	ssize_t w;
+
+	while (n > 0) {
+		w = write(STDERR_FILENO, p, n);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0)
+			return; /* nowhere to report it */
+		p += w;
+		n -= (size_t)w;
+	}
+}
+
+void
+sl_log_thread_batch(void (*arm)(void *), void *arg)
+{
+	if (arm == NULL) {
+		sl_log_flush();
+		free(batch);
+		batch = NULL;
+		batch_arm = NULL;
+		return;
+	}
+	if (batch == NULL)
+		batch = malloc(BATCH_SIZE);
+	batch_arm = batch != NULL ? arm : NULL;
+	batch_arg = arg;
+}
+
+void
+sl_log_flush(void)
+{
+	if (batch_len > 0)
+		write_all(batch, batch_len);
+	batch_len = 0;
+}
+
+static void
+emit(const char *line, size_t n)
+{
+	if (batch_arm == NULL || n > BATCH_SIZE) {
+		sl_log_flush();
+		write_all(line, n);
+		return;
+	}
+	if (batch_len + n > BATCH_SIZE)
+		sl_log_flush();
+	if (batch_len == 0)
+		batch_arm(batch_arg);
+	memcpy(batch + batch_len, line, n);
+	batch_len += n;
+}
+
 static const char *const prio_names[] = { "emerg", "alert", "crit", "error",
 	"warning", "notice", "info", "debug" };
 
@@ -84,7 +147,7 @@ sl_vlog(int priority, const char *sessid, const char *fmt, va_list ap)
 		n = sizeof(line) - 1;
 		line[n - 1] = '\n';
 	}
-	(void)!write(STDERR_FILENO, line, (size_t)n);
+	emit(line, (size_t)n);
 	errno = saved;
 }
 
@@ -107,6 +170,7 @@ sl_fatal(const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
+	sl_log_flush();
 	if (!log_stderr)
 		syslog(LOG_CRIT, "fatal: %s", msg);
 	fprintf(stderr, "%s: %s\n", log_ident, msg);
@@ -122,6 +186,7 @@ sl_panic(const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
+	sl_log_flush();
 	if (!log_stderr)
 		syslog(LOG_CRIT, "panic: %s", msg);
 	fprintf(stderr, "%s: panic: %s\n", log_ident, msg);

@@ -19,6 +19,14 @@ void sl_log_init(const char *ident, bool to_stderr);
 /* Messages above this priority (e.g. LOG_DEBUG) are dropped. */
 void sl_log_set_level(int max_priority);
 int sl_log_level(void);
+/*
+ * Batching (loop threads): lines of this thread collect in a buffer that
+ * is written with one write(2) when arm(arg) -- called when the buffer
+ * turns non-empty -- schedules sl_log_flush() for the end of the loop
+ * iteration, or when it fills.  Off: every line is written at once.
+ */
+void sl_log_thread_batch(void (*arm)(void *), void *arg);
+void sl_log_flush(void);
 /* sessid may be NULL (daemon-wide events). */
 void sl_log(int priority, const char *sessid, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));

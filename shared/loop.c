@@ -37,8 +37,9 @@ struct sl_loop {
 	struct event *wake;
 	pthread_mutex_t mu;
 	struct post *head, **tail;
-	unsigned int nconn; /* loop thread only */
-	bool draining;      /* loop thread only */
+	struct event *log_flush; /* writes the log batch after an iteration */
+	unsigned int nconn;      /* loop thread only */
+	bool draining;           /* loop thread only */
 	struct event *drain_timer;
 };
 
@@ -133,12 +134,36 @@ loop_drain(void *arg)
 	loop_maybe_exit(l);
 }
 
+static void
+log_flush_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	(void)arg;
+	sl_log_flush();
+}
+
+/* A zero timeout runs after the callbacks of the current iteration. */
+static void
+log_arm(void *arg)
+{
+	struct sl_loop *l = arg;
+	struct timeval zero = { 0, 0 };
+
+	if (!evtimer_pending(l->log_flush, NULL))
+		evtimer_add(l->log_flush, &zero);
+}
+
 static void *
 loop_main(void *arg)
 {
 	struct sl_loop *l = arg;
 
+	l->log_flush = evtimer_new(l->base, log_flush_cb, l);
+	sl_log_thread_batch(log_arm, l);
 	event_base_loop(l->base, EVLOOP_NO_EXIT_ON_EMPTY);
+	sl_log_thread_batch(NULL, NULL);
+	event_free(l->log_flush);
 	return NULL;
 }
 
@@ -167,18 +192,32 @@ worker_main(void *arg)
 	}
 }
 
+unsigned int
+sl_loops_count(unsigned int n)
+{
+	long ncpu;
+
+	if (n != 0)
+		return n;
+	ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+	return ncpu > 0 ? (unsigned int)ncpu : 1;
+}
+
+struct sl_loop *
+sl_loop_at(unsigned int i)
+{
+	SL_ASSERT(i < nloops);
+	return &loops[i];
+}
+
 void
 sl_loops_start(unsigned int n, unsigned int nw)
 {
 	unsigned int i;
-	long ncpu;
 
 	if (evthread_use_pthreads() != 0)
 		sl_fatal("libevent: cannot enable thread support");
-	if (n == 0) {
-		ncpu = sysconf(_SC_NPROCESSORS_ONLN);
-		n = ncpu > 0 ? (unsigned int)ncpu : 1;
-	}
+	n = sl_loops_count(n);
 	nloops = n;
 	loops = sl_xcalloc(n, sizeof(*loops));
 	for (i = 0; i < n; i++) {

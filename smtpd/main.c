@@ -40,8 +40,15 @@
 #define SL_SYSCONFDIR "/etc/sluice"
 #endif
 
+/*
+ * One listening socket per address and loop thread (SO_REUSEPORT): the
+ * kernel spreads connections over the loops, and a connection is served
+ * by the thread that accepted it, with no hand-off between threads.
+ */
 struct listener {
-	struct evconnlistener *ev;
+	struct evconnlistener *ev; /* created and freed on its loop thread */
+	struct sl_loop *loop;
+	int fd;
 	bool proxy;
 	char *spec;
 };
@@ -104,6 +111,8 @@ bind_one(const char *spec)
 	if (fd == -1)
 		sl_fatal("listen %s: socket: %s", spec, strerror(errno));
 	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on));
+	if (setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &on, sizeof(on)) == -1)
+		sl_fatal("listen %s: SO_REUSEPORT: %s", spec, strerror(errno));
 	if (bind(fd, res->ai_addr, res->ai_addrlen) == -1)
 		sl_fatal("listen %s: bind: %s", spec, strerror(errno));
 	if (listen(fd, 1024) == -1)
@@ -120,14 +129,6 @@ reject_now(int fd, const char *text)
 	/* A fresh socket's send buffer is empty: this never blocks. */
 	(void)!send(fd, text, strlen(text), MSG_DONTWAIT | MSG_NOSIGNAL);
 	close(fd);
-}
-
-static void
-accept_post(void *arg)
-{
-	struct smtpd_accept *a = arg;
-
-	smtpd_session_start(a->loop, a);
 }
 
 static void
@@ -167,41 +168,88 @@ accept_cb(struct evconnlistener *ev, evutil_socket_t fd, struct sockaddr *sa,
 	a->proxy = li->proxy;
 	memcpy(&a->peer, sa, (size_t)salen);
 	a->peerlen = (socklen_t)salen;
-	a->loop = sl_loop_next();
-	sl_loop_post(a->loop, accept_post, a);
+	a->loop = li->loop;
+	smtpd_session_start(li->loop, a);
 }
 
+/* Binds every address once per loop thread; runs before the privilege drop. */
 static void
-listeners_open(const struct sl_settings *set)
+listeners_bind(const struct sl_settings *set, unsigned int nloops)
 {
-	size_t i, n = set->listen.count + set->proxy_listen.count;
+	size_t i, j, nspec = set->listen.count + set->proxy_listen.count;
 	struct listener *li;
-	int fd;
+	const char *spec;
 
-	listeners = sl_xcalloc(n, sizeof(*listeners));
-	for (i = 0; i < n; i++) {
-		li = &listeners[nlisteners++];
-		li->proxy = i >= set->listen.count;
-		li->spec = sl_xstrdup(li->proxy
-		        ? set->proxy_listen.items[i - set->listen.count]
-		        : set->listen.items[i]);
-		fd = bind_one(li->spec);
-		li->ev = evconnlistener_new(main_base, accept_cb, li,
-		    LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, -1, fd);
-		if (li->ev == NULL)
-			sl_fatal("listen %s: cannot create listener", li->spec);
-		sl_log(LOG_INFO, NULL, "listening on %s%s", li->spec,
-		    li->proxy ? " (PROXY protocol)" : "");
+	listeners = sl_xcalloc(nspec * nloops, sizeof(*listeners));
+	for (i = 0; i < nspec; i++) {
+		spec = i < set->listen.count
+		    ? set->listen.items[i]
+		    : set->proxy_listen.items[i - set->listen.count];
+		for (j = 0; j < nloops; j++) {
+			li = &listeners[nlisteners++];
+			li->proxy = i >= set->listen.count;
+			li->spec = sl_xstrdup(spec);
+			li->fd = bind_one(spec);
+		}
+		sl_log(LOG_INFO, NULL, "listening on %s%s", spec,
+		    i >= set->listen.count ? " (PROXY protocol)" : "");
 	}
 }
 
 static void
-listeners_close(void)
+listener_enable(void *arg)
+{
+	struct listener *li = arg;
+
+	li->ev = evconnlistener_new(sl_loop_base(li->loop), accept_cb, li,
+	    LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, -1, li->fd);
+	if (li->ev == NULL)
+		sl_fatal("listen %s: cannot create listener", li->spec);
+	li->fd = -1;
+}
+
+static void
+listener_disable(void *arg)
+{
+	struct listener *li = arg;
+
+	if (li->ev != NULL)
+		evconnlistener_free(li->ev);
+	li->ev = NULL;
+}
+
+/* After the loops started: each loop thread accepts on its own sockets. */
+static void
+listeners_start(unsigned int nloops)
 {
 	size_t i;
 
 	for (i = 0; i < nlisteners; i++) {
-		evconnlistener_free(listeners[i].ev);
+		listeners[i].loop = sl_loop_at((unsigned int)(i % nloops));
+		sl_loop_post(listeners[i].loop, listener_enable, &listeners[i]);
+	}
+}
+
+/* Stop accepting (from the main thread): each loop closes its own. */
+static void
+listeners_stop(void)
+{
+	size_t i;
+
+	for (i = 0; i < nlisteners; i++)
+		sl_loop_post(listeners[i].loop, listener_disable,
+		    &listeners[i]);
+}
+
+/* After the loops were joined. */
+static void
+listeners_free(void)
+{
+	size_t i;
+
+	for (i = 0; i < nlisteners; i++) {
+		if (listeners[i].fd != -1)
+			close(listeners[i].fd);
 		free(listeners[i].spec);
 	}
 	free(listeners);
@@ -261,7 +309,7 @@ stop_cb(evutil_socket_t sig, short what, void *arg)
 	(void)arg;
 	sl_log(LOG_INFO, NULL, "signal %d: no longer accepting; draining",
 	    (int)sig);
-	listeners_close();
+	listeners_stop();
 	event_base_loopbreak(main_base);
 }
 
@@ -328,6 +376,7 @@ main(int argc, char **argv)
 	struct sl_runtime *rt;
 	struct event *ev_hup, *ev_term, *ev_int;
 	bool foreground = false, check = false;
+	unsigned int nloops;
 	char *err = NULL;
 	int ch;
 
@@ -369,12 +418,14 @@ main(int argc, char **argv)
 		sl_fatal("libevent: cannot create the event base");
 	if (!foreground && daemon(1, 0) == -1)
 		sl_fatal("daemon: %s", strerror(errno));
-	listeners_open(rt->set);
+	nloops = sl_loops_count(rt->set->loop_threads);
+	listeners_bind(rt->set, nloops);
 	drop_privileges(rt->set);
 	write_pid(rt->set->pid_file);
 	sl_runtime_set_current(rt);
 	sl_loops_set_drain_cb(smtpd_sessions_drain);
-	sl_loops_start(rt->set->loop_threads, rt->set->worker_threads);
+	sl_loops_start(nloops, rt->set->worker_threads);
+	listeners_start(nloops);
 	ev_hup = evsignal_new(main_base, SIGHUP, reload_cb, NULL);
 	ev_term = evsignal_new(main_base, SIGTERM, stop_cb, NULL);
 	ev_int = evsignal_new(main_base, SIGINT, stop_cb, NULL);
@@ -388,7 +439,7 @@ main(int argc, char **argv)
 	event_free(ev_hup);
 	event_free(ev_term);
 	event_free(ev_int);
-	listeners_close();
+	listeners_free();
 	sl_runtime_unref(&rt);
 	sl_runtime_set_current(NULL);
 	event_base_free(main_base);

@@ -57,7 +57,7 @@ is "$(stat -c %a "$f")" 600 "the message file has mode 0600"
 like "$(cat "$f")" $'Subject: maildir test\n\nline one\n\\.dot-stuffed line$' \
 	"headers and body arrive with LF line ends, dot-stuffing undone"
 is "$(ls -A "$MD/tmp" | wc -l)" 0 "nothing is left in tmp/"
-grep -q "hook=queue plugin=queue/maildir verdict=ok.*queued as $id" "$RUN/smtpd.log"
+grep -q "queued txn=$id " "$RUN/smtpd.log"
 ok $? "the core logs the queue verdict with the id"
 
 send bob@sluice.test >/dev/null

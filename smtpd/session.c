@@ -57,14 +57,15 @@ struct smtp {
 	bool greeted;        /* HELO/EHLO accepted */
 	bool connect_denied; /* 554 greeting: only QUIT is served */
 	bool in_process;
-	bool free_pending;
+	bool free_scheduled;
 	bool counted;         /* holds an sl_ipcount slot */
 	bool drain_after_txn; /* SIGTERM: close after this transaction */
 	bool skipping;        /* discarding an invalid line through LF */
 	bool connect_ran;
 	unsigned int errors, unknown;
 	uint8_t peer[16];
-	char *line; /* max_command_line + 1 */
+	char *line;            /* max_command_line + 1 */
+	struct evbuffer *outq; /* replies not yet written */
 	/* the current command, for its hook's done callback */
 	struct sl_smtp_path path;
 	struct sl_hookargs args;
@@ -117,7 +118,28 @@ out(struct smtp *s, const char *fmt, ...)
 	sl_log(LOG_DEBUG, s->conn->id, "reply=\"%.*s\"", n, buf);
 	buf[n++] = '\r';
 	buf[n++] = '\n';
-	bufferevent_write(s->bev, buf, (size_t)n);
+	if (s->outq == NULL)
+		s->outq = evbuffer_new();
+	evbuffer_add(s->outq, buf, (size_t)n);
+}
+
+/*
+ * Sends the queued replies: one write(2) for the group, straight to the
+ * socket when nothing is pending there (no EV_WRITE round trip); what the
+ * socket does not take waits in the bufferevent, in order.
+ */
+static void
+flush_out(struct smtp *s)
+{
+	struct evbuffer *o;
+
+	if (s->outq == NULL || evbuffer_get_length(s->outq) == 0)
+		return;
+	o = bufferevent_get_output(s->bev);
+	if (evbuffer_get_length(o) == 0)
+		(void)evbuffer_write(s->outq, bufferevent_getfd(s->bev));
+	if (evbuffer_get_length(s->outq) > 0)
+		evbuffer_add_buffer(o, s->outq);
 }
 
 static void
@@ -234,6 +256,8 @@ session_free(struct smtp *s)
 	sl_msgreader_free(&s->mr);
 	sl_hdrsplit_free(&s->hs);
 	free(s->line);
+	if (s->outq != NULL)
+		evbuffer_free(s->outq);
 	free(s->params_joined);
 	sl_conn_free(&s->conn);
 	free(s);
@@ -241,13 +265,22 @@ session_free(struct smtp *s)
 }
 
 static void
+deferred_free(void *arg)
+{
+	session_free(arg);
+}
+
+/*
+ * Never frees in place: the caller may be deep in a reply path that still
+ * uses the session.  The loop frees it once the current callback is done.
+ */
+static void
 maybe_free(struct smtp *s)
 {
-	if (s->in_process) {
-		s->free_pending = true;
+	if (s->free_scheduled)
 		return;
-	}
-	session_free(s);
+	s->free_scheduled = true;
+	sl_loop_post(s->conn->loop, deferred_free, s);
 }
 
 static void
@@ -263,6 +296,7 @@ write_cb(struct bufferevent *bev, void *arg)
 static void
 session_close(struct smtp *s)
 {
+	flush_out(s);
 	s->state = ST_CLOSING;
 	bufferevent_disable(s->bev, EV_READ);
 	sl_timer_cancel(&s->data_timer);
@@ -1578,6 +1612,5 @@ process_input(struct smtp *s)
 		}
 	}
 	s->in_process = false;
-	if (s->free_pending)
-		session_free(s);
+	flush_out(s);
 }

@@ -208,6 +208,12 @@ _t_cleanup() {
 		diag "last lines of $RUN/smtpd.log:"
 		diag "$(tail -n 40 "$RUN/smtpd.log")"
 	fi
+	if [ -n "$RUN" ] && [ -f "$RUN/ports" ]; then
+		# release our port reservations
+		while IFS= read -r pid; do
+			rm -f "$pid"
+		done <"$RUN/ports"
+	fi
 	if [ -n "$RUN" ] && [ -d "$RUN" ]; then
 		if [ "${KEEP:-0}" = 1 ]; then
 			diag "KEEP=1: run directory kept in $RUN"
@@ -246,9 +252,9 @@ setup_run() {
 # with bind(), and reserved with an O_EXCL file so that parallel tests
 # never get the same one.
 free_port() {
-	"$SLUICE_PYTHON" - "${SLUICE_PORT_DIR:-/tmp/sluice-test-ports}" <<'EOF'
+	"$SLUICE_PYTHON" - "${SLUICE_PORT_DIR:-/tmp/sluice-test-ports}" "${RUN:-}" <<'EOF'
 import os, random, socket, sys, time
-d = sys.argv[1]
+d, run = sys.argv[1], sys.argv[2]
 try:
     os.makedirs(d, mode=0o1777, exist_ok=True)
 except OSError:
@@ -278,6 +284,9 @@ for _ in range(500):
         continue
     finally:
         s.close()
+    if d and run and os.path.isdir(run):
+        with open(os.path.join(run, "ports"), "a") as f:
+            f.write("%s\n" % os.path.join(d, str(p)))
     print(p)
     sys.exit(0)
 sys.exit(1)

@@ -199,7 +199,8 @@ idle_test() { # NAME -> sets IDLE_KIB, IDLE_OK
 IDLE_ROWS=()
 idle_test sluice-discard
 SLUICE_IDLE_KIB=$IDLE_KIB
-idle_test smtp-sink
+# (smtp-sink is left out here: it does not greet hundreds of simultaneous
+# connections within seconds, so there is nothing sensible to compare.)
 
 # ---------------------------------------------------------------- report
 ratio() { # NAME_A NAME_B C

@@ -14,7 +14,10 @@
 # Builds nothing: uses $SLUICE_BUILD (default build/).  Knobs (environment):
 #   BENCH_MSGS=10000 BENCH_PF_MSGS=2000 (Postfix is slower) BENCH_SIZE=1000 BENCH_CONC="1 10 100" BENCH_IDLE=1000
 #   BENCH_REUSE=1 (smtp-source -d: several messages per connection)
-#   BENCH_PF_MODE=discard|maildir  BENCH_SERVERS="sluice-discard sluice-maildir smtp-sink postfix"
+#   BENCH_PF_MODE=discard|maildir
+#   BENCH_SERVERS="sluice-discard sluice-discard-1loop sluice-maildir smtp-sink postfix"
+#   (sluice-discard-1loop: loop_threads 1, like single-process smtp-sink,
+#   leaving the other core to smtp-source on a 2-CPU machine)
 # Runs inside a private network namespace when root (see t/lib.sh).
 [ -n "${BASH_VERSION:-}" ] || exec bash "$0" "$@"
 
@@ -29,7 +32,7 @@ CONC=${BENCH_CONC:-1 10 100}
 IDLE=${BENCH_IDLE:-1000}
 REUSE=${BENCH_REUSE:-1}
 PF_MODE=${BENCH_PF_MODE:-discard}
-SERVERS=${BENCH_SERVERS:-sluice-discard sluice-maildir smtp-sink postfix}
+SERVERS=${BENCH_SERVERS:-sluice-discard sluice-discard-1loop sluice-maildir smtp-sink postfix}
 PS="$SLUICE_PYTHON $SLUICE_SRC/t/bench/procstat.py"
 PF=$SLUICE_SRC/t/pf-instance.sh
 
@@ -68,13 +71,14 @@ declare -A RATE CPUMS
 SRV_PID=
 SRV_PORT=
 
-start_sluice() { # QUEUE_PLUGIN_LINE
+start_sluice() { # QUEUE_PLUGIN_LINE [EXTRA_DIRECTIVE]
 	unset PORT
 	write_conf "$RUN/bench.conf" <<EOF
 local_domains sluice.test
 max_connections 20000
 max_connections_per_ip 20000
 idle_timeout 10m
+${2:-}
 $1
 EOF
 	sluice_start "$RUN/bench.conf"
@@ -85,6 +89,7 @@ EOF
 start_server() { # NAME
 	case $1 in
 	sluice-discard) start_sluice "plugin queue/discard" ;;
+	sluice-discard-1loop) start_sluice "plugin queue/discard" "loop_threads 1" ;;
 	sluice-maildir)
 		rm -rf "$RUN/Maildir"
 		mkdir -p "$RUN/Maildir"
@@ -241,6 +246,8 @@ printf '%s\n' "${IDLE_ROWS[@]}"
 
 r10=$(ratio sluice-discard smtp-sink 10)
 r100=$(ratio sluice-discard smtp-sink 100)
+q10=$(ratio sluice-discard-1loop smtp-sink 10)
+q100=$(ratio sluice-discard-1loop smtp-sink 100)
 cpu_budget=$(awk -v a="${CPUMS[sluice-discard,10]:-}" 'BEGIN { print (a == "") ? "n/a" : a }')
 cat <<EOF
 
@@ -250,6 +257,8 @@ Targets (issue 2, for information):
 |---|---:|---|
 | sluice discard >= 0.8x smtp-sink msgs/s at c=10 | ${r10}x | $(verdict "$r10" 0.8 ">=") |
 | sluice discard >= 0.8x smtp-sink msgs/s at c=100 | ${r100}x | $(verdict "$r100" 0.8 ">=") |
+| same, sluice with loop_threads 1, c=10 | ${q10}x | $(verdict "$q10" 0.8 ">=") |
+| same, sluice with loop_threads 1, c=100 | ${q100}x | $(verdict "$q100" 0.8 ">=") |
 | < 8 KiB per idle connection | $SLUICE_IDLE_KIB KiB | $(verdict "$SLUICE_IDLE_KIB" 8 "<") |
 | CPU per message with no plugin work < 0.35 ms (DESIGN.md), c=10 | $cpu_budget ms | $(verdict "$cpu_budget" 0.35 "<") |
 EOF

@@ -161,19 +161,33 @@ sl_log(int priority, const char *sessid, const char *fmt, ...)
 	va_end(ap);
 }
 
+/* The last words of sl_fatal and sl_panic: syslog (if used) and stderr. */
+static void last_words(const char *kind, const char *fmt, va_list ap)
+    __attribute__((format(printf, 2, 0)));
+
+static void
+last_words(const char *kind, const char *fmt, va_list ap)
+{
+	char msg[2048];
+
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	sl_log_flush();
+	if (!log_stderr)
+		syslog(LOG_CRIT, "%s: %s", kind, msg);
+	if (strcmp(kind, "fatal") == 0)
+		fprintf(stderr, "%s: %s\n", log_ident, msg);
+	else
+		fprintf(stderr, "%s: %s: %s\n", log_ident, kind, msg);
+}
+
 void
 sl_fatal(const char *fmt, ...)
 {
 	va_list ap;
-	char msg[2048];
 
 	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
+	last_words("fatal", fmt, ap);
 	va_end(ap);
-	sl_log_flush();
-	if (!log_stderr)
-		syslog(LOG_CRIT, "fatal: %s", msg);
-	fprintf(stderr, "%s: %s\n", log_ident, msg);
 	exit(1);
 }
 
@@ -181,14 +195,9 @@ void
 sl_panic(const char *fmt, ...)
 {
 	va_list ap;
-	char msg[2048];
 
 	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
+	last_words("panic", fmt, ap);
 	va_end(ap);
-	sl_log_flush();
-	if (!log_stderr)
-		syslog(LOG_CRIT, "panic: %s", msg);
-	fprintf(stderr, "%s: panic: %s\n", log_ident, msg);
 	abort();
 }

@@ -12,6 +12,8 @@
 #ifndef SL_CORE_H
 #define SL_CORE_H
 
+#include <sys/time.h>
+
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -223,8 +225,8 @@ typedef void (*sl_hook_done_fn)(struct sl_conn *c, enum sl_verdict v,
  */
 void sl_hook_run(struct sl_conn *c, const struct sl_hookargs *args,
     sl_hook_done_fn done, void *arg);
-/* true if the connection's chain is suspended */
-bool sl_hook_busy(const struct sl_conn *c);
+/* DENY, DENYSOFT or their _DISCONNECT forms */
+bool sl_verdict_is_deny(enum sl_verdict v);
 /* The session ends: a suspended chain is abandoned (its done not called). */
 void sl_hook_abandon(struct sl_conn *c);
 /* true if any instance in the runtime has this hook */
@@ -241,12 +243,12 @@ const char *sl_verdict_name(enum sl_verdict v);
 void sl_loops_start(unsigned int n, unsigned int nworkers);
 /* Stops accepting new work; waits for loops to drain, then joins. */
 void sl_loops_drain_and_join(unsigned int timeout_ms);
+/* A duration in milliseconds as a struct timeval. */
+struct timeval sl_timeval_ms(unsigned int ms);
 /* n, or one per CPU when n is 0. */
 unsigned int sl_loops_count(unsigned int n);
 /* Loop i (0 <= i < the count started). */
 struct sl_loop *sl_loop_at(unsigned int i);
-/* The next loop in round-robin order. */
-struct sl_loop *sl_loop_next(void);
 struct event_base *sl_loop_base(struct sl_loop *l);
 /*
  * Runs fn(arg) on loop l's thread (soon, from its event loop).  Safe from
@@ -256,8 +258,6 @@ void sl_loop_post(struct sl_loop *l, void (*fn)(void *), void *arg);
 /* Counts connections on the loop (draining waits for zero). */
 void sl_loop_conn_added(struct sl_loop *l);
 void sl_loop_conn_removed(struct sl_loop *l);
-/* true once a drain was requested: sessions should finish and close. */
-bool sl_loop_draining(const struct sl_loop *l);
 /* Called on each loop thread when a drain begins or its deadline passes. */
 void sl_loops_set_drain_cb(void (*fn)(struct sl_loop *l, bool deadline));
 

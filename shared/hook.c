@@ -75,8 +75,8 @@ hook_is_sync(enum sl_hook_id h)
 	    h == SL_HOOK_DISCONNECT || h == SL_HOOK_DENY;
 }
 
-static bool
-verdict_is_deny(enum sl_verdict v)
+bool
+sl_verdict_is_deny(enum sl_verdict v)
 {
 	return v == SL_DENY || v == SL_DENYSOFT || v == SL_DENY_DISCONNECT ||
 	    v == SL_DENYSOFT_DISCONNECT;
@@ -86,12 +86,6 @@ bool
 sl_hook_wanted(const struct sl_runtime *rt, enum sl_hook_id h)
 {
 	return rt->nchain[h] > 0;
-}
-
-bool
-sl_hook_busy(const struct sl_conn *c)
-{
-	return c->run != NULL;
 }
 
 static void
@@ -118,7 +112,7 @@ finish(struct sl_hookrun *run, enum sl_verdict v)
 
 	c->run = NULL;
 	free(run);
-	if (verdict_is_deny(v) && h != SL_HOOK_DENY &&
+	if (sl_verdict_is_deny(v) && h != SL_HOOK_DENY &&
 	    sl_hook_wanted(c->rt, SL_HOOK_DENY) && !c->closing) {
 		memset(&dargs, 0, sizeof(dargs));
 		dargs.hook = SL_HOOK_DENY;
@@ -185,13 +179,13 @@ handle_verdict(struct sl_hookrun *run, enum sl_verdict v)
 		return apply_failure(run, "plugin error");
 	if (v == SL_DECLINED)
 		return false;
-	if (verdict_is_deny(v) && in->reject == SL_REJECT_NO) {
+	if (sl_verdict_is_deny(v) && in->reject == SL_REJECT_NO) {
 		sl_log(LOG_INFO, c->id,
 		    "hook=%s plugin=%s verdict=%s action=log-only text=\"%s\"",
 		    hn, in->name, sl_verdict_name(v), run->ctx.reply.text);
 		return false;
 	}
-	if (verdict_is_deny(v) && in->reject == SL_REJECT_DEFER) {
+	if (sl_verdict_is_deny(v) && in->reject == SL_REJECT_DEFER) {
 		if (!c->deferred) {
 			c->deferred = true;
 			c->deferred_verdict = v;

@@ -52,7 +52,6 @@ struct job {
 
 static struct sl_loop *loops;
 static unsigned int nloops;
-static unsigned int next_loop; /* atomic */
 static void (*drain_cb)(struct sl_loop *, bool);
 static unsigned int drain_timeout_ms;
 
@@ -122,13 +121,11 @@ static void
 loop_drain(void *arg)
 {
 	struct sl_loop *l = arg;
-	struct timeval tv;
+	struct timeval tv = sl_timeval_ms(drain_timeout_ms);
 
 	l->draining = true;
 	if (drain_cb != NULL)
 		drain_cb(l, false);
-	tv.tv_sec = drain_timeout_ms / 1000;
-	tv.tv_usec = (drain_timeout_ms % 1000) * 1000;
 	l->drain_timer = evtimer_new(l->base, loop_deadline_cb, l);
 	evtimer_add(l->drain_timer, &tv);
 	loop_maybe_exit(l);
@@ -190,6 +187,16 @@ worker_main(void *arg)
 		sl_loop_post(j->loop, j->done, j->arg);
 		free(j);
 	}
+}
+
+struct timeval
+sl_timeval_ms(unsigned int ms)
+{
+	struct timeval tv;
+
+	tv.tv_sec = ms / 1000;
+	tv.tv_usec = (suseconds_t)(ms % 1000) * 1000;
+	return tv;
 }
 
 unsigned int
@@ -286,15 +293,6 @@ sl_loops_set_drain_cb(void (*fn)(struct sl_loop *l, bool deadline))
 	drain_cb = fn;
 }
 
-struct sl_loop *
-sl_loop_next(void)
-{
-	unsigned int i;
-
-	i = __atomic_fetch_add(&next_loop, 1, __ATOMIC_RELAXED);
-	return &loops[i % nloops];
-}
-
 struct event_base *
 sl_loop_base(struct sl_loop *l)
 {
@@ -313,12 +311,6 @@ sl_loop_conn_removed(struct sl_loop *l)
 	SL_ASSERT(l->nconn > 0);
 	l->nconn--;
 	loop_maybe_exit(l);
-}
-
-bool
-sl_loop_draining(const struct sl_loop *l)
-{
-	return l->draining;
 }
 
 void
@@ -373,8 +365,7 @@ sl_timer_add(struct sl_loop *l, unsigned int ms, sl_work_fn fn, void *arg)
 	t->ev = evtimer_new(l->base, timer_cb, t);
 	if (t->ev == NULL)
 		sl_panic("evtimer_new failed");
-	tv.tv_sec = ms / 1000;
-	tv.tv_usec = (ms % 1000) * 1000;
+	tv = sl_timeval_ms(ms);
 	evtimer_add(t->ev, &tv);
 	return t;
 }

@@ -3,11 +3,12 @@
  *
  *   sluice-smtpd [-c FILE] [-f] [-t]
  *
- * The listening sockets are bound before privileges are dropped.  The main
- * thread accepts, enforces the total and per-IP connection limits, and
- * hands each socket to a loop thread round-robin.  SIGHUP loads the
- * configuration anew and swaps it in only if it is valid; SIGTERM stops
- * accepting and drains the sessions in flight.
+ * The listening sockets (one per address and loop thread, SO_REUSEPORT)
+ * are bound before privileges are dropped.  Each loop thread accepts on its
+ * own sockets, enforces the total and per-IP connection limits, and serves
+ * what it accepted.  The main thread only handles signals: SIGHUP loads
+ * the configuration anew and swaps it in only if it is valid; SIGTERM
+ * stops accepting and drains the sessions in flight.
  */
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -136,40 +137,28 @@ accept_cb(struct evconnlistener *ev, evutil_socket_t fd, struct sockaddr *sa,
     int salen, void *arg)
 {
 	struct listener *li = arg;
-	struct sl_runtime *rt;
-	struct smtpd_accept *a;
-	struct sl_conn tmp;
+	const struct sl_settings *set;
+	struct sl_conn *c;
 	bool over_total;
 	char buf[256];
-	unsigned int n;
 
 	(void)ev;
-	rt = sl_runtime_current();
-	memset(&tmp, 0, sizeof(tmp));
-	tmp.rt = rt;
-	sl_conn_set_remote(&tmp, sa, (size_t)salen);
-	n = sl_ipcount_acquire(tmp.peer_addr, rt->set->max_connections,
-	    rt->set->max_connections_per_ip, &over_total);
-	if (n == 0) {
-		sl_log(LOG_NOTICE, NULL,
-		    "connect refused client=[%s] reason=%s", tmp.remote_ip,
+	c = sl_conn_new(li->loop, SL_FRONT_SMTPD);
+	sl_conn_set_remote(c, sa, (size_t)salen);
+	set = c->rt->set;
+	if (sl_ipcount_acquire(c->peer_addr, set->max_connections,
+	        set->max_connections_per_ip, &over_total) == 0) {
+		sl_log(LOG_NOTICE, c->id,
+		    "connect refused client=[%s] reason=%s", c->remote_ip,
 		    over_total ? "max_connections" : "max_connections_per_ip");
-		snprintf(buf, sizeof(buf), "421 4.7.0 %s %s\r\n",
-		    rt->set->hostname,
+		snprintf(buf, sizeof(buf), "421 4.7.0 %s %s\r\n", set->hostname,
 		    over_total ? "Too many connections, try again later"
 		               : "Too many connections from your address");
 		reject_now(fd, buf);
-		sl_runtime_unref(&rt);
+		sl_conn_free(&c);
 		return;
 	}
-	sl_runtime_unref(&rt);
-	a = sl_xcalloc(1, sizeof(*a));
-	a->fd = fd;
-	a->proxy = li->proxy;
-	memcpy(&a->peer, sa, (size_t)salen);
-	a->peerlen = (socklen_t)salen;
-	a->loop = li->loop;
-	smtpd_session_start(li->loop, a);
+	smtpd_session_start(c, fd, li->proxy);
 }
 
 /* Binds every address once per loop thread; runs before the privilege drop. */

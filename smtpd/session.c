@@ -58,12 +58,10 @@ struct smtp {
 	bool connect_denied; /* 554 greeting: only QUIT is served */
 	bool in_process;
 	bool free_scheduled;
-	bool counted;         /* holds an sl_ipcount slot */
 	bool drain_after_txn; /* SIGTERM: close after this transaction */
 	bool skipping;        /* discarding an invalid line through LF */
 	bool connect_ran;
 	unsigned int errors, unknown;
-	uint8_t peer[16];
 	char *line;            /* max_command_line + 1 */
 	struct evbuffer *outq; /* replies not yet written */
 	/* the current command, for its hook's done callback */
@@ -219,13 +217,6 @@ reply_verdict(struct smtp *s, enum sl_verdict v, const struct sl_reply *r,
 	return false;
 }
 
-static bool
-verdict_is_deny(enum sl_verdict v)
-{
-	return v == SL_DENY || v == SL_DENYSOFT || v == SL_DENY_DISCONNECT ||
-	    v == SL_DENYSOFT_DISCONNECT;
-}
-
 /* --- session life ------------------------------------------------------- */
 
 static void
@@ -248,8 +239,7 @@ session_free(struct smtp *s)
 		s->prev->next = s->next;
 	else
 		sessions = s->next;
-	if (s->counted)
-		sl_ipcount_release(s->peer);
+	sl_ipcount_release(s->conn->peer_addr);
 	sl_log(LOG_INFO, s->conn->id, "disconnect client=[%s] errors=%u",
 	    s->conn->remote_ip, s->errors);
 	bufferevent_free(s->bev);
@@ -329,6 +319,15 @@ event_cb(struct bufferevent *bev, short what, void *arg)
 	maybe_free(s);
 }
 
+/* No input or no progress writing for idle_timeout: 421 and close. */
+static void
+set_idle_timeout(struct smtp *s)
+{
+	struct timeval tv = sl_timeval_ms(s->set->idle_timeout_ms);
+
+	bufferevent_set_timeouts(s->bev, &tv, &tv);
+}
+
 static void
 read_cb(struct bufferevent *bev, void *arg)
 {
@@ -337,33 +336,29 @@ read_cb(struct bufferevent *bev, void *arg)
 }
 
 void
-smtpd_session_start(struct sl_loop *l, struct smtpd_accept *a)
+smtpd_session_start(struct sl_conn *conn, int fd, bool proxy)
 {
 	struct smtp *s;
 	struct sockaddr_storage local;
 	socklen_t llen = sizeof(local);
 	struct timeval tv;
+	struct sl_loop *l = conn->loop;
 	int on = 1;
 
 	s = sl_xcalloc(1, sizeof(*s));
-	s->conn = sl_conn_new(l, SL_FRONT_SMTPD);
+	s->conn = conn;
 	s->conn->fe_data = s;
 	s->set = s->conn->rt->set;
-	sl_conn_set_remote(s->conn, &a->peer, a->peerlen);
-	memcpy(s->peer, s->conn->peer_addr, 16);
-	s->counted = true;
-	if (getsockname(a->fd, (struct sockaddr *)&local, &llen) == 0)
+	if (getsockname(fd, (struct sockaddr *)&local, &llen) == 0)
 		sl_conn_set_local(s->conn, &local, llen);
-	setsockopt(a->fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof(on));
-	s->bev = bufferevent_socket_new(sl_loop_base(l), a->fd,
-	    BEV_OPT_CLOSE_ON_FREE);
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof(on));
+	s->bev =
+	    bufferevent_socket_new(sl_loop_base(l), fd, BEV_OPT_CLOSE_ON_FREE);
 	s->line = sl_xmalloc(s->set->max_command_line + 1);
 	bufferevent_setcb(s->bev, read_cb, write_cb, event_cb, s);
 	/* Bounded input: a flood waits in the kernel, not in our memory. */
 	bufferevent_setwatermark(s->bev, EV_READ, 0, 256 * 1024);
-	tv.tv_sec = s->set->idle_timeout_ms / 1000;
-	tv.tv_usec = (s->set->idle_timeout_ms % 1000) * 1000;
-	bufferevent_set_timeouts(s->bev, &tv, &tv);
+	set_idle_timeout(s);
 	bufferevent_enable(s->bev, EV_READ | EV_WRITE);
 	s->next = sessions;
 	if (sessions != NULL)
@@ -373,25 +368,21 @@ smtpd_session_start(struct sl_loop *l, struct smtpd_accept *a)
 	sl_log(LOG_INFO, s->conn->id, "connect client=[%s]:%u local=[%s]:%u",
 	    s->conn->remote_ip, s->conn->remote_port, s->conn->local_ip,
 	    s->conn->local_port);
-	if (a->proxy) {
+	if (proxy) {
 		if (!sl_cidrlist_match(&s->set->trusted_proxies,
 		        s->conn->peer_addr)) {
 			sl_log(LOG_WARNING, s->conn->id,
 			    "PROXY listener: client=[%s] is not in "
 			    "trusted_proxies; closing",
 			    s->conn->remote_ip);
-			free(a);
 			session_close(s);
 			return;
 		}
-		tv.tv_sec = s->set->proxy_timeout_ms / 1000;
-		tv.tv_usec = (s->set->proxy_timeout_ms % 1000) * 1000;
+		tv = sl_timeval_ms(s->set->proxy_timeout_ms);
 		bufferevent_set_timeouts(s->bev, &tv, NULL);
 		s->state = ST_PROXY;
-		free(a);
 		return;
 	}
-	free(a);
 	run_connect(s);
 }
 
@@ -474,7 +465,6 @@ read_proxy(struct smtp *s)
 	size_t len = evbuffer_get_length(in);
 	unsigned char *p;
 	long n;
-	struct timeval tv;
 
 	if (len == 0)
 		return false;
@@ -503,9 +493,7 @@ read_proxy(struct smtp *s)
 	sl_log(LOG_INFO, s->conn->id, "proxy client=[%s]:%u via=[%s]",
 	    s->conn->remote_ip, s->conn->remote_port,
 	    sl_conn_local_ip(s->conn));
-	tv.tv_sec = s->set->idle_timeout_ms / 1000;
-	tv.tv_usec = (s->set->idle_timeout_ms % 1000) * 1000;
-	bufferevent_set_timeouts(s->bev, &tv, &tv);
+	set_idle_timeout(s);
 	run_connect(s);
 	return s->state == ST_CMD;
 }
@@ -595,7 +583,7 @@ helo_done(struct sl_conn *c, enum sl_verdict v, const struct sl_reply *r,
 	struct smtp *s = arg;
 
 	s->state = ST_CMD;
-	if (verdict_is_deny(v)) {
+	if (sl_verdict_is_deny(v)) {
 		if (reply_verdict(s, v, r, 550, "5.7.1", "HELO rejected"))
 			return;
 	} else {
@@ -727,7 +715,7 @@ mail_done(struct sl_conn *c, enum sl_verdict v, const struct sl_reply *r,
 	bool utf8 = s->txn_utf8;
 
 	s->state = ST_CMD;
-	if (verdict_is_deny(v)) {
+	if (sl_verdict_is_deny(v)) {
 		s->txn_utf8 = false;
 		if (reply_verdict(s, v, r, 550, "5.7.1", "Sender rejected"))
 			return;
@@ -784,7 +772,7 @@ rcpt_done(struct sl_conn *c, enum sl_verdict v, const struct sl_reply *r,
 	struct smtp *s = arg;
 
 	s->state = ST_CMD;
-	if (verdict_is_deny(v)) {
+	if (sl_verdict_is_deny(v)) {
 		if (reply_verdict(s, v, r, 550, "5.7.1", "Recipient rejected"))
 			return;
 	} else {
@@ -867,7 +855,7 @@ content_hook_done(struct sl_conn *c, enum sl_verdict v,
 	struct smtp *s = arg;
 
 	(void)c;
-	if ((verdict_is_deny(v) || v == SL_DONE) && !s->content_deny) {
+	if ((sl_verdict_is_deny(v) || v == SL_DONE) && !s->content_deny) {
 		s->content_deny = true;
 		s->content_v = v == SL_DONE ? SL_DENY : v;
 		s->content_reply = *r;
@@ -1021,7 +1009,7 @@ data_post_done(struct sl_conn *c, enum sl_verdict v, const struct sl_reply *r,
 {
 	struct smtp *s = arg;
 
-	if (verdict_is_deny(v)) {
+	if (sl_verdict_is_deny(v)) {
 		if (reply_verdict(s, v, r, 550, "5.7.1", "Message rejected"))
 			return;
 		txn_finished(s);
@@ -1099,7 +1087,7 @@ data_done(struct sl_conn *c, enum sl_verdict v, const struct sl_reply *r,
 	struct smtp *s = arg;
 
 	(void)c;
-	if (verdict_is_deny(v)) {
+	if (sl_verdict_is_deny(v)) {
 		s->state = ST_CMD;
 		if (reply_verdict(s, v, r, 554, "5.7.1", "Data rejected"))
 			return;
@@ -1181,7 +1169,7 @@ bdat_data_done(struct sl_conn *c, enum sl_verdict v, const struct sl_reply *r,
 	struct smtp *s = arg;
 
 	(void)c;
-	if (verdict_is_deny(v)) {
+	if (sl_verdict_is_deny(v)) {
 		s->bdat_fail = true;
 		s->bdat_reply = *r;
 		if (s->bdat_reply.code == 0) {
@@ -1424,7 +1412,7 @@ unrecognized_done(struct sl_conn *c, enum sl_verdict v,
 
 	(void)c;
 	s->state = ST_CMD;
-	if (verdict_is_deny(v) || v == SL_DONE) {
+	if (sl_verdict_is_deny(v) || v == SL_DONE) {
 		if (reply_verdict(s, v, r, 500, "5.5.1",
 		        "Command unrecognized"))
 			return;

@@ -9,19 +9,15 @@
 
 #include <stdbool.h>
 
+struct sl_conn;
 struct sl_loop;
 
-/* An accepted socket handed from the listener thread to a loop thread. */
-struct smtpd_accept {
-	struct sl_loop *loop;
-	int fd;
-	bool proxy; /* the listener expects a PROXY protocol header */
-	struct sockaddr_storage peer;
-	socklen_t peerlen;
-};
-
-/* Starts a session for a->fd on loop l (on l's thread); frees a. */
-void smtpd_session_start(struct sl_loop *l, struct smtpd_accept *a);
+/*
+ * Starts a session on socket fd for conn, which holds an sl_ipcount slot
+ * for its peer address; the session owns both from here on.  proxy: the
+ * listener expects a PROXY protocol header.  On conn's loop thread.
+ */
+void smtpd_session_start(struct sl_conn *conn, int fd, bool proxy);
 /* Loop-thread callback for SIGTERM draining (see sl_loops_set_drain_cb). */
 void smtpd_sessions_drain(struct sl_loop *l, bool deadline);
 

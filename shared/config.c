@@ -46,6 +46,7 @@ static const int log_level_values[] = { LOG_ERR, LOG_WARNING, LOG_NOTICE,
 static const char *const action_names[] = { "tempfail", "accept", "reject",
 	NULL };
 static const char *const bare_names[] = { "reject", "normalise", NULL };
+const char *const sl_milter_modes[] = { "0660", "0600", "0666", NULL };
 
 const struct sl_conf_def sl_config_directives[] = {
 	{ .name = "hostname",
@@ -65,6 +66,27 @@ const struct sl_conf_def sl_config_directives[] = {
 	    .type = SL_CONF_LIST,
 	    .offset = SET(milter_listen),
 	    .help = "milter listeners, inet:port@addr, inet6:, unix:path" },
+	{ .name = "milter_socket_mode",
+	    .type = SL_CONF_ENUM,
+	    .def = "0660",
+	    .choices = sl_milter_modes,
+	    .offset = SET(milter_socket_mode),
+	    .help = "permissions of milter UNIX sockets" },
+	{ .name = "milter_timeout",
+	    .type = SL_CONF_MSEC,
+	    .def = "1h",
+	    .min = 1 * SEC,
+	    .max = 24 * HOUR,
+	    .offset = SET(milter_timeout_ms),
+	    .help = "wait for the MTA's next milter command" },
+	{ .name = "milter_progress_interval",
+	    .type = SL_CONF_MSEC,
+	    .def = "5s",
+	    .min = 100,
+	    .max = 5 * MIN,
+	    .offset = SET(milter_progress_ms),
+	    .help = "SMFIR_PROGRESS period while a plugin works at end of "
+	            "message" },
 	{ .name = "user",
 	    .type = SL_CONF_STR,
 	    .offset = SET(user),

@@ -39,9 +39,12 @@ struct sl_settings {
 	struct sl_strlist listen;        /* "addr:port", "[v6]:port" */
 	struct sl_strlist proxy_listen;  /* PROXY protocol v1/v2 listeners */
 	struct sl_strlist milter_listen; /* inet:, inet6:, unix: */
-	char *user;                      /* drop to this user; NULL = stay */
-	char *state_dir;                 /* default "var" */
-	char *spool_dir;                 /* default: state_dir/spool */
+	int milter_socket_mode;          /* index into sl_milter_modes */
+	unsigned int milter_timeout_ms;
+	unsigned int milter_progress_ms;
+	char *user;                   /* drop to this user; NULL = stay */
+	char *state_dir;              /* default "var" */
+	char *spool_dir;              /* default: state_dir/spool */
 	struct sl_strlist plugin_dir; /* searched in order; empty = default */
 	char *pid_file;
 	int log_level; /* LOG_ERR .. LOG_DEBUG */
@@ -92,6 +95,8 @@ struct sl_config {
 };
 
 extern const struct sl_conf_def sl_config_directives[];
+/* The milter_socket_mode choices, as octal text. */
+extern const char *const sl_milter_modes[];
 
 /*
  * Reads path and everything it includes.  Returns a new config, or NULL

@@ -485,6 +485,8 @@ header_insert(struct sl_txn *t, size_t idx, char *name, char *value, char *raw,
 	t->hdrs[idx].value = value;
 	t->hdrs[idx].raw = raw;
 	t->hdrs[idx].raw_len = raw_len;
+	t->hdrs[idx].orig = 0;
+	t->hdrs[idx].changed = false;
 	t->nhdrs++;
 }
 
@@ -492,13 +494,17 @@ void
 sl_txn_add_raw_header(struct sl_txn *t, const char *name, const char *value,
     const char *raw, size_t raw_len)
 {
-	char *r;
+	char *r = NULL;
 
-	r = sl_xmalloc(raw_len + 1);
-	memcpy(r, raw, raw_len);
-	r[raw_len] = '\0';
+	if (raw != NULL) {
+		r = sl_xmalloc(raw_len + 1);
+		memcpy(r, raw, raw_len);
+		r[raw_len] = '\0';
+	} else
+		raw_len = 0;
 	header_insert(t, t->nhdrs, sl_xstrdup(name), sl_xstrdup(value), r,
 	    raw_len);
+	t->hdrs[t->nhdrs - 1].orig = ++t->nreceived;
 }
 
 int
@@ -715,6 +721,7 @@ sl_edit_header_change(struct sl_txn *t, const char *name, size_t n,
 	h->value = sl_xstrdup(value);
 	h->raw = NULL;
 	h->raw_len = 0;
+	h->changed = true;
 	return 0;
 }
 

@@ -113,6 +113,8 @@ struct sl_header {
 	char *value;
 	char *raw; /* as received (no final LF), or NULL once edited/added */
 	size_t raw_len;
+	unsigned int orig; /* 1-based position as received; 0 = added */
+	bool changed;      /* value edited since received */
 };
 
 struct sl_rcpt {
@@ -129,7 +131,8 @@ struct sl_txn {
 	size_t nrcpts, rcpts_alloc;
 	struct sl_header *hdrs;
 	size_t nhdrs, hdrs_alloc;
-	bool had_blank; /* an empty line ended the header section */
+	unsigned int nreceived; /* headers appended as received */
+	bool had_blank;         /* an empty line ended the header section */
 	struct sl_spool *body;
 	uint64_t size; /* header + body bytes received */
 	struct sl_kv *notes;
@@ -149,7 +152,10 @@ void sl_txn_unbusy(struct sl_txn *t);
 void sl_txn_set_sender(struct sl_txn *t, const char *sender,
     const char *params);
 void sl_txn_add_rcpt(struct sl_txn *t, const char *rcpt, const char *params);
-/* Appends a header as received (from the header splitter). */
+/*
+ * Appends a header as received (from the header splitter, or a milter
+ * HEADER packet: raw may then be NULL).
+ */
 void sl_txn_add_raw_header(struct sl_txn *t, const char *name,
     const char *value, const char *raw, size_t raw_len);
 /* Appends body bytes to the spool; returns 0 or -1 (I/O error, logged). */
@@ -225,6 +231,16 @@ typedef void (*sl_hook_done_fn)(struct sl_conn *c, enum sl_verdict v,
  */
 void sl_hook_run(struct sl_conn *c, const struct sl_hookargs *args,
     sl_hook_done_fn done, void *arg);
+/*
+ * The reply that goes with a verdict, for both front ends: DENY 550 5.7.1,
+ * DENY_DISCONNECT 554, DENYSOFT 451 4.7.1, DENYSOFT_DISCONNECT 421, DONE
+ * the plugin's own code, anything else the default given; the plugin's
+ * code (and enhanced code) replace the default when their class fits,
+ * its text always.  The strings are borrowed from r or the arguments.
+ */
+void sl_verdict_reply(enum sl_verdict v, const struct sl_reply *r, int def_code,
+    const char *def_enh, const char *def_text, int *code_r, const char **enh_r,
+    const char **text_r);
 /* DENY, DENYSOFT or their _DISCONNECT forms */
 bool sl_verdict_is_deny(enum sl_verdict v);
 /* The session ends: a suspended chain is abandoned (its done not called). */

@@ -519,3 +519,44 @@ sl_hook_timer(struct sl_hookctx *ctx, unsigned int ms, sl_work_fn fn, void *arg)
 {
 	return sl_timer_add(ctx->conn->loop, ms, fn, arg);
 }
+
+void
+sl_verdict_reply(enum sl_verdict v, const struct sl_reply *r, int def_code,
+    const char *def_enh, const char *def_text, int *code_r, const char **enh_r,
+    const char **text_r)
+{
+	int code = def_code, cls = def_code / 100;
+	const char *enh = def_enh, *text = def_text;
+
+	switch (v) {
+	case SL_DENY:
+	case SL_DENY_DISCONNECT:
+		cls = 5;
+		code = v == SL_DENY ? 550 : 554;
+		enh = "5.7.1";
+		text = "Rejected by policy";
+		break;
+	case SL_DENYSOFT:
+	case SL_DENYSOFT_DISCONNECT:
+		cls = 4;
+		code = v == SL_DENYSOFT ? 451 : 421;
+		enh = "4.7.1";
+		text = "Temporarily rejected by policy, try again later";
+		break;
+	case SL_DONE:
+		cls = r->code / 100;
+		break;
+	default:
+		break;
+	}
+	if (r->code != 0 && r->code / 100 == cls) {
+		code = r->code;
+		if (r->enh[0] != '\0' && r->enh[0] - '0' == cls)
+			enh = r->enh;
+	}
+	if (r->text[0] != '\0')
+		text = r->text;
+	*code_r = code;
+	*enh_r = enh;
+	*text_r = text;
+}

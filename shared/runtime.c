@@ -273,9 +273,16 @@ instance_load(struct sl_runtime *rt, struct sl_instance *in,
 		goto fail;
 	}
 	if (p->front_ends != 0 && (p->front_ends & fe) == 0) {
-		err = sl_xasprintf("not available in %s",
+		/* One file may serve both daemons: skip, and say so. */
+		sl_log(LOG_WARNING, NULL,
+		    "%s:%u: plugin %s: not available in %s; skipped", pl->file,
+		    pl->line, pl->name,
 		    fe == SL_FRONT_SMTPD ? "sluice-smtpd" : "sluice-milterd");
-		goto fail;
+		dlclose(in->dl);
+		free(in->name);
+		free(path);
+		memset(in, 0, sizeof(*in));
+		return 1;
 	}
 	in->plugin = p;
 	if (common_options(in, pl, rt->set->plugin_timeout_ms, &err) == -1)
@@ -319,6 +326,7 @@ sl_runtime_load(const char *path, enum sl_front_end fe, char **error_r)
 	struct sl_runtime *rt;
 	struct sl_config *cfg;
 	size_t i, h;
+	int rc;
 
 	cfg = sl_config_load(path, error_r);
 	if (cfg == NULL)
@@ -329,12 +337,15 @@ sl_runtime_load(const char *path, enum sl_front_end fe, char **error_r)
 	rt->set = &cfg->settings;
 	rt->inst = sl_xcalloc(cfg->nplugins, sizeof(*rt->inst));
 	for (i = 0; i < cfg->nplugins; i++) {
-		rt->ninst = i + 1;
-		if (instance_load(rt, &rt->inst[i], &cfg->plugins[i], fe,
-		        error_r) == -1) {
+		rt->ninst++;
+		rc = instance_load(rt, &rt->inst[rt->ninst - 1],
+		    &cfg->plugins[i], fe, error_r);
+		if (rc == -1) {
 			runtime_free(rt);
 			return NULL;
 		}
+		if (rc == 1)
+			rt->ninst--;
 	}
 	for (h = 0; h < SL_HOOK_MAX; h++) {
 		rt->chain[h] = sl_xcalloc(rt->ninst, sizeof(*rt->chain[h]));

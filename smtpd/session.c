@@ -171,44 +171,18 @@ reply_close(struct smtp *s, int code, const char *enh, const char *text)
 }
 
 /*
- * The reply for a chain's verdict: the plugin's code if it fits the
- * verdict's class, else the default.  Returns true if the session closes.
+ * The reply for a chain's verdict (sl_verdict_reply): the plugin's code if
+ * it fits the verdict's class, else the default.  Returns true if the
+ * session closes.
  */
 static bool
 reply_verdict(struct smtp *s, enum sl_verdict v, const struct sl_reply *r,
     int def_code, const char *def_enh, const char *def_text)
 {
-	int code = def_code, cls = def_code / 100;
-	const char *enh = def_enh, *text = def_text;
+	const char *enh, *text;
+	int code;
 
-	switch (v) {
-	case SL_DENY:
-	case SL_DENY_DISCONNECT:
-		cls = 5;
-		code = v == SL_DENY ? 550 : 554;
-		enh = "5.7.1";
-		text = "Rejected by policy";
-		break;
-	case SL_DENYSOFT:
-	case SL_DENYSOFT_DISCONNECT:
-		cls = 4;
-		code = v == SL_DENYSOFT ? 451 : 421;
-		enh = "4.7.1";
-		text = "Temporarily rejected by policy, try again later";
-		break;
-	case SL_DONE:
-		cls = r->code / 100;
-		break;
-	default:
-		break;
-	}
-	if (r->code != 0 && r->code / 100 == cls) {
-		code = r->code;
-		if (r->enh[0] != '\0' && r->enh[0] - '0' == cls)
-			enh = r->enh;
-	}
-	if (r->text[0] != '\0')
-		text = r->text;
+	sl_verdict_reply(v, r, def_code, def_enh, def_text, &code, &enh, &text);
 	if (v == SL_DENY_DISCONNECT || v == SL_DENYSOFT_DISCONNECT) {
 		reply_close(s, code, enh, text);
 		return true;

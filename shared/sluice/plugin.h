@@ -21,7 +21,7 @@
 
 #include <sluice/conf.h>
 
-#define SL_PLUGIN_ABI 1
+#define SL_PLUGIN_ABI 2
 
 /* Verdicts, as in qpsmtpd. */
 enum sl_verdict {
@@ -116,6 +116,23 @@ struct sl_plugin {
 	    void *state); /* frees what init allocated, not the block */
 	sl_hook_fn hooks[SL_HOOK_MAX];
 	unsigned int front_ends; /* SL_FRONT_* bits; 0 = both */
+	/*
+	 * The SL_EDIT_* kinds this plugin may make.  sluice-milterd asks the
+	 * MTA only for these (an undeclared edit is dropped there, logged).
+	 */
+	unsigned int edits;
+};
+
+/* Edit kinds, for struct sl_plugin .edits. */
+enum {
+	SL_EDIT_HEADER_ADD = 1 << 0,    /* sl_edit_header_add, _insert */
+	SL_EDIT_HEADER_CHANGE = 1 << 1, /* sl_edit_header_change, _delete */
+	SL_EDIT_BODY = 1 << 2,
+	SL_EDIT_RCPT_ADD = 1 << 3,
+	SL_EDIT_RCPT_DELETE = 1 << 4,
+	SL_EDIT_SENDER = 1 << 5,
+	SL_EDIT_QUARANTINE = 1 << 6,
+	SL_EDIT_ALL = (1 << 7) - 1,
 };
 
 /* --- hook context ---------------------------------------------------- */

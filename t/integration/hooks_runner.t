@@ -263,4 +263,4 @@ EOF2
 out=$("$SLUICE_BUILD/sluice-smtpd" -t -c "$RUN/bad3.conf" 2>&1)
 rc=$?
 is "$rc" 1 "plugin with a wrong ABI: -t exits 1"
-like "$out" 'bad3\.conf:6: plugin test_badabi: .*has plugin ABI 1001, this sluice needs 1' "wrong ABI refused with a clear error"
+like "$out" 'bad3\.conf:6: plugin test_badabi: .*has plugin ABI 1002, this sluice needs 2' "wrong ABI refused with a clear error"

@@ -14,9 +14,11 @@
  *          pending          (resume after delay= ms with verdict=)
  *          pending_twice    (resume twice: the second must be harmless)
  *          worker           (sleep delay= ms on the worker pool, then verdict=)
- *          edit             (data_post: add, insert, change, delete headers,
- *                            replace body, add/delete recipient, change
- *                            sender; see edit=)
+ *          edit             (data_post: edits from the comma-separated
+ *                            edit= list: add insert change delete body
+ *                            smuggle addrcpt delrcpt chgfrom quarantine;
+ *                            "all" = the four header edits and the
+ *                            envelope ones)
  * match=   act only when the hook's argument (address, HELO, header name,
  *          command line; the client address at connect) contains this text
  */
@@ -154,24 +156,53 @@ worker_sleep(void *arg)
 	nanosleep(&ts, NULL);
 }
 
+/* Whether the comma-separated list e holds token tok. */
+static bool
+has_token(const char *e, const char *tok)
+{
+	size_t n = strlen(tok);
+
+	while (*e != '\0') {
+		size_t len = strcspn(e, ",");
+
+		if ((len == n && strncmp(e, tok, n) == 0) ||
+		    (len == 3 && strncmp(e, "all", 3) == 0 &&
+		        strcmp(tok, "body") != 0 &&
+		        strcmp(tok, "smuggle") != 0))
+			return true;
+		e += len;
+		if (*e == ',')
+			e++;
+	}
+	return false;
+}
+
 static void
 do_edits(struct th *th, struct sl_txn *t)
 {
 	const char *e = th->edit;
 	static const uint8_t body[] = "This body was replaced by test_hooks.\n";
 
-	if (strstr(e, "all") != NULL || strstr(e, "add") != NULL)
+	if (has_token(e, "add"))
 		sl_edit_header_add(t, "X-Test-Added", "yes");
-	if (strstr(e, "all") != NULL || strstr(e, "insert") != NULL)
+	if (has_token(e, "insert"))
 		sl_edit_header_insert(t, 0, "X-Test-Inserted", "first");
-	if (strstr(e, "all") != NULL || strstr(e, "change") != NULL)
+	if (has_token(e, "change"))
 		sl_edit_header_change(t, "Subject", 0, "changed by test_hooks");
-	if (strstr(e, "all") != NULL || strstr(e, "delete") != NULL)
+	if (has_token(e, "delete"))
 		sl_edit_header_delete(t, "X-Delete-Me", 0);
-	if (strstr(e, "body") != NULL)
+	if (has_token(e, "body"))
 		sl_edit_body_replace(t, body, sizeof(body) - 1);
-	if (strstr(e, "smuggle") != NULL)
+	if (has_token(e, "smuggle"))
 		sl_edit_header_add(t, "X-Bad", "a\r\nInjected: yes");
+	if (has_token(e, "addrcpt"))
+		sl_edit_rcpt_add(t, "added@sluice.test", NULL);
+	if (has_token(e, "delrcpt"))
+		sl_edit_rcpt_delete(t, "removed@sluice.test");
+	if (has_token(e, "chgfrom"))
+		sl_edit_sender_change(t, "changed@sluice.test", NULL);
+	if (has_token(e, "quarantine"))
+		sl_edit_quarantine(t, "test_hooks quarantine");
 }
 
 static const char *
@@ -265,6 +296,7 @@ const struct sl_plugin sluice_plugin = {
 	.conf = th_conf,
 	.state_size = sizeof(struct th),
 	.init = th_init,
+	.edits = SL_EDIT_ALL,
 	.hooks = {
 	    [SL_HOOK_CONNECT] = th_hook,
 	    [SL_HOOK_HELO] = th_hook,

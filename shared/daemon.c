@@ -1,0 +1,466 @@
+/*
+ * daemon.c - the life of a sluice daemon around its sessions: command
+ * line, configuration, listeners, privileges, loop threads, signals.
+ *
+ * The listening sockets are bound before privileges are dropped.  A TCP
+ * address gets one socket per loop thread (SO_REUSEPORT): the kernel
+ * spreads connections over the loops, and a connection is served by the
+ * thread that accepted it, with no hand-off between threads.  A UNIX
+ * socket is shared: every loop accepts on its own descriptor of it.  The
+ * main thread only handles signals: SIGHUP loads the configuration anew
+ * and swaps it in only if it is valid; SIGTERM stops accepting and drains
+ * the sessions in flight.
+ */
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <sys/un.h>
+
+#include <errno.h>
+#include <grp.h>
+#include <netdb.h>
+#include <pwd.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+#include <event2/listener.h>
+#include <event2/thread.h>
+
+#include "daemon.h"
+#include "log.h"
+#include "xmalloc.h"
+
+#ifndef SL_SYSCONFDIR
+#define SL_SYSCONFDIR "/etc/sluice"
+#endif
+
+struct listener {
+	struct evconnlistener *ev; /* created and freed on its loop thread */
+	struct sl_loop *loop;
+	int fd;
+	char *label;
+	char *unix_path; /* removed at exit (first socket of a UNIX path) */
+	sl_accept_fn fn;
+	void *arg;
+};
+
+static struct listener *listeners;
+static size_t nlisteners, listeners_alloc;
+static const struct sl_daemon *daemon_desc;
+static const char *conf_path = SL_SYSCONFDIR "/sluice.conf";
+static struct event_base *main_base;
+
+static void
+usage(void)
+{
+	fprintf(stderr, "usage: %s [-c file] [-f] [-t]\n",
+	    daemon_desc->progname);
+	exit(1);
+}
+
+int
+sl_split_hostport(const char *spec, char **host_r, char **port_r)
+{
+	const char *colon;
+
+	if (spec[0] == '[') {
+		const char *rb = strchr(spec, ']');
+
+		if (rb == NULL || rb[1] != ':' || rb[2] == '\0')
+			return -1;
+		*host_r = sl_xstrndup(spec + 1, (size_t)(rb - spec - 1));
+		*port_r = sl_xstrdup(rb + 2);
+		return 0;
+	}
+	colon = strrchr(spec, ':');
+	if (colon == NULL || colon[1] == '\0')
+		return -1;
+	*host_r = sl_xstrndup(spec, (size_t)(colon - spec));
+	*port_r = sl_xstrdup(colon + 1);
+	return 0;
+}
+
+bool
+sl_strlist_equal(const struct sl_strlist *a, const struct sl_strlist *b)
+{
+	size_t i;
+
+	if (a->count != b->count)
+		return false;
+	for (i = 0; i < a->count; i++)
+		if (strcmp(a->items[i], b->items[i]) != 0)
+			return false;
+	return true;
+}
+
+static struct listener *
+listener_add(const char *label, int fd, sl_accept_fn fn, void *arg)
+{
+	struct listener *li;
+
+	if (nlisteners == listeners_alloc) {
+		listeners_alloc =
+		    listeners_alloc == 0 ? 8 : listeners_alloc * 2;
+		listeners = sl_xreallocarray(listeners, listeners_alloc,
+		    sizeof(*listeners));
+	}
+	li = &listeners[nlisteners++];
+	memset(li, 0, sizeof(*li));
+	li->fd = fd;
+	li->label = sl_xstrdup(label);
+	li->fn = fn;
+	li->arg = arg;
+	return li;
+}
+
+static int
+bind_tcp(const char *label, const char *host, const char *port)
+{
+	struct addrinfo hints, *res = NULL;
+	int fd, on = 1, rc;
+
+	memset(&hints, 0, sizeof(hints));
+	hints.ai_family = AF_UNSPEC;
+	hints.ai_socktype = SOCK_STREAM;
+	hints.ai_flags = AI_PASSIVE | AI_NUMERICHOST | AI_NUMERICSERV;
+	rc =
+	    getaddrinfo(host[0] == '\0' || strcmp(host, "*") == 0 ? NULL : host,
+	        port, &hints, &res);
+	if (rc != 0)
+		sl_fatal("listen %s: %s", label, gai_strerror(rc));
+	fd = socket(res->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
+	    0);
+	if (fd == -1)
+		sl_fatal("listen %s: socket: %s", label, strerror(errno));
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on));
+	if (setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &on, sizeof(on)) == -1)
+		sl_fatal("listen %s: SO_REUSEPORT: %s", label, strerror(errno));
+	if (bind(fd, res->ai_addr, res->ai_addrlen) == -1)
+		sl_fatal("listen %s: bind: %s", label, strerror(errno));
+	if (listen(fd, 1024) == -1)
+		sl_fatal("listen %s: listen: %s", label, strerror(errno));
+	freeaddrinfo(res);
+	return fd;
+}
+
+void
+sl_listen_tcp(const char *label, const char *host, const char *port,
+    unsigned int nloops, sl_accept_fn fn, void *arg)
+{
+	unsigned int i;
+
+	for (i = 0; i < nloops; i++)
+		listener_add(label, bind_tcp(label, host, port), fn, arg);
+	sl_log(LOG_INFO, NULL, "listening on %s", label);
+}
+
+void
+sl_listen_unix(const char *label, const char *path, mode_t mode,
+    const char *user, unsigned int nloops, sl_accept_fn fn, void *arg)
+{
+	struct sockaddr_un sun;
+	struct stat st;
+	struct passwd *pw;
+	struct listener *li;
+	unsigned int i;
+	int fd;
+
+	memset(&sun, 0, sizeof(sun));
+	sun.sun_family = AF_UNIX;
+	if (strlen(path) >= sizeof(sun.sun_path))
+		sl_fatal("listen %s: path too long", label);
+	memcpy(sun.sun_path, path, strlen(path) + 1);
+	if (lstat(path, &st) == 0) {
+		if (!S_ISSOCK(st.st_mode))
+			sl_fatal("listen %s: %s exists and is not a socket",
+			    label, path);
+		if (unlink(path) == -1)
+			sl_fatal("listen %s: cannot remove the stale socket: "
+			         "%s",
+			    label, strerror(errno));
+	}
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd == -1)
+		sl_fatal("listen %s: socket: %s", label, strerror(errno));
+	if (bind(fd, (struct sockaddr *)&sun, sizeof(sun)) == -1)
+		sl_fatal("listen %s: bind: %s", label, strerror(errno));
+	if (chmod(path, mode) == -1)
+		sl_fatal("listen %s: chmod: %s", label, strerror(errno));
+	if (user != NULL && geteuid() == 0) {
+		pw = getpwnam(user);
+		if (pw == NULL)
+			sl_fatal("user %s: no such user", user);
+		if (chown(path, pw->pw_uid, pw->pw_gid) == -1)
+			sl_fatal("listen %s: chown: %s", label,
+			    strerror(errno));
+	}
+	if (listen(fd, 1024) == -1)
+		sl_fatal("listen %s: listen: %s", label, strerror(errno));
+	for (i = 0; i < nloops; i++) {
+		li = listener_add(label, i == 0 ? fd : dup(fd), fn, arg);
+		if (li->fd == -1)
+			sl_fatal("listen %s: dup: %s", label, strerror(errno));
+		if (i == 0)
+			li->unix_path = sl_xstrdup(path);
+	}
+	sl_log(LOG_INFO, NULL, "listening on %s", label);
+}
+
+static void
+accept_cb(struct evconnlistener *ev, evutil_socket_t fd, struct sockaddr *sa,
+    int salen, void *arg)
+{
+	struct listener *li = arg;
+
+	(void)ev;
+	li->fn(li->loop, fd, sa, (socklen_t)salen, li->arg);
+}
+
+static void
+listener_enable(void *arg)
+{
+	struct listener *li = arg;
+
+	li->ev = evconnlistener_new(sl_loop_base(li->loop), accept_cb, li,
+	    LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, -1, li->fd);
+	if (li->ev == NULL)
+		sl_fatal("listen %s: cannot create listener", li->label);
+	li->fd = -1;
+}
+
+static void
+listener_disable(void *arg)
+{
+	struct listener *li = arg;
+
+	if (li->ev != NULL)
+		evconnlistener_free(li->ev);
+	li->ev = NULL;
+}
+
+/* After the loops started: each loop thread accepts on its own sockets. */
+static void
+listeners_start(unsigned int nloops)
+{
+	size_t i;
+
+	for (i = 0; i < nlisteners; i++) {
+		listeners[i].loop = sl_loop_at((unsigned int)(i % nloops));
+		sl_loop_post(listeners[i].loop, listener_enable, &listeners[i]);
+	}
+}
+
+/* Stop accepting (from the main thread): each loop closes its own. */
+static void
+listeners_stop(void)
+{
+	size_t i;
+
+	for (i = 0; i < nlisteners; i++)
+		sl_loop_post(listeners[i].loop, listener_disable,
+		    &listeners[i]);
+}
+
+/* After the loops were joined. */
+static void
+listeners_free(void)
+{
+	size_t i;
+
+	for (i = 0; i < nlisteners; i++) {
+		if (listeners[i].fd != -1)
+			close(listeners[i].fd);
+		if (listeners[i].unix_path != NULL)
+			(void)unlink(listeners[i].unix_path);
+		free(listeners[i].unix_path);
+		free(listeners[i].label);
+	}
+	free(listeners);
+	listeners = NULL;
+	nlisteners = listeners_alloc = 0;
+}
+
+static void
+reload_cb(evutil_socket_t sig, short what, void *arg)
+{
+	struct sl_runtime *rt, *old;
+	char *err = NULL;
+
+	(void)sig;
+	(void)what;
+	(void)arg;
+	rt = sl_runtime_load(conf_path, daemon_desc->fe, &err);
+	if (rt != NULL && daemon_desc->check != NULL &&
+	    daemon_desc->check(rt->set, &err) == -1)
+		sl_runtime_unref(&rt);
+	if (rt == NULL) {
+		sl_log(LOG_ERR, NULL,
+		    "reload failed, keeping the running configuration: %s",
+		    err);
+		free(err);
+		return;
+	}
+	old = sl_runtime_current();
+	if (daemon_desc->needs_restart != NULL &&
+	    daemon_desc->needs_restart(old->set, rt->set))
+		sl_log(LOG_WARNING, NULL,
+		    "reload: listeners, loop_threads and worker_threads take "
+		    "effect only after a restart");
+	sl_runtime_unref(&old);
+	sl_log_set_level(rt->set->log_level);
+	sl_runtime_set_current(rt);
+	sl_runtime_unref(&rt);
+	sl_log(LOG_INFO, NULL, "reloaded configuration from %s", conf_path);
+}
+
+static void
+stop_cb(evutil_socket_t sig, short what, void *arg)
+{
+	(void)what;
+	(void)arg;
+	sl_log(LOG_INFO, NULL, "signal %d: no longer accepting; draining",
+	    (int)sig);
+	listeners_stop();
+	event_base_loopbreak(main_base);
+}
+
+static void
+make_dir(const char *path, uid_t uid, gid_t gid, bool chown_it)
+{
+	if (mkdir(path, 0750) == -1 && errno != EEXIST)
+		sl_fatal("cannot create %s: %s", path, strerror(errno));
+	if (chown_it && chown(path, uid, gid) == -1)
+		sl_fatal("cannot chown %s: %s", path, strerror(errno));
+}
+
+/* Everything that needs root happens before this. */
+static void
+drop_privileges(const struct sl_settings *set)
+{
+	struct passwd *pw = NULL;
+	bool root = geteuid() == 0;
+
+	if (set->user != NULL) {
+		pw = getpwnam(set->user);
+		if (pw == NULL)
+			sl_fatal("user %s: no such user", set->user);
+	}
+	make_dir(set->state_dir, pw != NULL ? pw->pw_uid : 0,
+	    pw != NULL ? pw->pw_gid : 0, pw != NULL && root);
+	make_dir(set->spool_dir, pw != NULL ? pw->pw_uid : 0,
+	    pw != NULL ? pw->pw_gid : 0, pw != NULL && root);
+	if (pw == NULL)
+		return;
+	if (!root) {
+		if (getuid() != pw->pw_uid)
+			sl_fatal("user %s: not running as root, cannot switch",
+			    set->user);
+		return;
+	}
+	if (initgroups(pw->pw_name, pw->pw_gid) == -1 ||
+	    setresgid(pw->pw_gid, pw->pw_gid, pw->pw_gid) == -1 ||
+	    setresuid(pw->pw_uid, pw->pw_uid, pw->pw_uid) == -1)
+		sl_fatal("cannot drop privileges to %s: %s", set->user,
+		    strerror(errno));
+	if (setuid(0) == 0)
+		sl_fatal("privileges could be regained after dropping them");
+	sl_log(LOG_INFO, NULL, "running as user %s", set->user);
+}
+
+static void
+write_pid(const char *path)
+{
+	FILE *f;
+
+	if (path == NULL)
+		return;
+	f = fopen(path, "w");
+	if (f == NULL)
+		sl_fatal("pid_file %s: %s", path, strerror(errno));
+	fprintf(f, "%ld\n", (long)getpid());
+	fclose(f);
+}
+
+int
+sl_daemon_main(const struct sl_daemon *d, int argc, char **argv)
+{
+	struct sl_runtime *rt;
+	struct event *ev_hup, *ev_term, *ev_int;
+	bool foreground = false, check = false;
+	unsigned int nloops;
+	char *err = NULL;
+	int ch;
+
+	daemon_desc = d;
+	while ((ch = getopt(argc, argv, "c:fth")) != -1) {
+		switch (ch) {
+		case 'c':
+			conf_path = optarg;
+			break;
+		case 'f':
+			foreground = true;
+			break;
+		case 't':
+			check = true;
+			break;
+		default:
+			usage();
+		}
+	}
+	if (optind != argc)
+		usage();
+	sl_log_init(d->progname, foreground || check);
+	rt = sl_runtime_load(conf_path, d->fe, &err);
+	if (rt != NULL && d->check != NULL && d->check(rt->set, &err) == -1)
+		sl_runtime_unref(&rt);
+	if (rt == NULL) {
+		fprintf(stderr, "%s\n", err);
+		free(err);
+		return 1;
+	}
+	if (check) {
+		fprintf(stderr, "%s: configuration ok\n", conf_path);
+		sl_runtime_unref(&rt);
+		return 0;
+	}
+	sl_log_set_level(rt->set->log_level);
+	signal(SIGPIPE, SIG_IGN);
+	if (evthread_use_pthreads() != 0)
+		sl_fatal("libevent: no thread support");
+	main_base = event_base_new();
+	if (main_base == NULL)
+		sl_fatal("libevent: cannot create the event base");
+	if (!foreground && daemon(1, 0) == -1)
+		sl_fatal("daemon: %s", strerror(errno));
+	nloops = sl_loops_count(rt->set->loop_threads);
+	d->bind(rt->set, nloops);
+	drop_privileges(rt->set);
+	write_pid(rt->set->pid_file);
+	sl_runtime_set_current(rt);
+	sl_loops_set_drain_cb(d->drain);
+	sl_loops_start(nloops, rt->set->worker_threads);
+	listeners_start(nloops);
+	ev_hup = evsignal_new(main_base, SIGHUP, reload_cb, NULL);
+	ev_term = evsignal_new(main_base, SIGTERM, stop_cb, NULL);
+	ev_int = evsignal_new(main_base, SIGINT, stop_cb, NULL);
+	evsignal_add(ev_hup, NULL);
+	evsignal_add(ev_term, NULL);
+	evsignal_add(ev_int, NULL);
+	sl_log(LOG_INFO, NULL, "%s started, %zu plugin(s)", d->progname,
+	    rt->ninst);
+	event_base_dispatch(main_base);
+	sl_loops_drain_and_join(rt->set->shutdown_timeout_ms);
+	event_free(ev_hup);
+	event_free(ev_term);
+	event_free(ev_int);
+	listeners_free();
+	sl_runtime_unref(&rt);
+	sl_runtime_set_current(NULL);
+	event_base_free(main_base);
+	sl_log(LOG_INFO, NULL, "stopped");
+	return 0;
+}

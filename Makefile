@@ -45,6 +45,12 @@ LIB_SRC = $(wildcard shared/*.c)
 LIB_OBJ = $(LIB_SRC:%.c=$(B)/%.o)
 SMTPD_SRC = $(wildcard smtpd/*.c)
 SMTPD_OBJ = $(SMTPD_SRC:%.c=$(B)/%.o)
+MILTERD_SRC = $(filter-out milterd/client.c,$(wildcard milterd/*.c))
+MILTERD_OBJ = $(MILTERD_SRC:%.c=$(B)/%.o)
+CLIENT_OBJ = $(B)/milterd/client.o
+# Test milters built on the real libmilter (peers for the MTA side).
+TMILTER_SRC = $(wildcard t/milter/*.c)
+TMILTER_BIN = $(TMILTER_SRC:t/milter/%.c=$(B)/t/milter/%)
 PLUGIN_SRC = $(wildcard plugins/*.c plugins/queue/*.c)
 PLUGIN_SO = $(PLUGIN_SRC:plugins/%.c=$(B)/plugins/%.so)
 TPLUGIN_SRC = $(wildcard t/plugins/*.c)
@@ -52,7 +58,7 @@ TPLUGIN_SO = $(TPLUGIN_SRC:t/plugins/%.c=$(B)/t/plugins/%.so)
 UNIT_SRC = $(wildcard t/unit/test_*.c)
 UNIT_BIN = $(UNIT_SRC:t/unit/%.c=$(B)/t/unit/%)
 
-PROGS = $(B)/sluice-smtpd
+PROGS = $(B)/sluice-smtpd $(B)/sluice-milterd
 
 all: $(PROGS) $(PLUGIN_SO)
 
@@ -69,6 +75,19 @@ $(B)/sluice-smtpd: $(SMTPD_OBJ) $(B)/libsluice.a
 	$(CC) $(LDFLAGS_ALL) -rdynamic -o $@ $(SMTPD_OBJ) \
 		-Wl,--whole-archive $(B)/libsluice.a -Wl,--no-whole-archive \
 		$(LIBS_ALL)
+
+$(B)/sluice-milterd: $(MILTERD_OBJ) $(B)/libsluice.a
+	$(CC) $(LDFLAGS_ALL) -rdynamic -o $@ $(MILTERD_OBJ) \
+		-Wl,--whole-archive $(B)/libsluice.a -Wl,--no-whole-archive \
+		$(LIBS_ALL)
+
+$(B)/sluice-milter-client: $(CLIENT_OBJ) $(B)/libsluice.a
+	$(CC) $(LDFLAGS_ALL) -o $@ $(CLIENT_OBJ) $(B)/libsluice.a $(LIBS_ALL)
+
+$(B)/t/milter/%: t/milter/%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -Wno-strict-prototypes -o $@ $< $(LDFLAGS_ALL) \
+		-lmilter -lpthread
 
 PUBLIC_H = $(wildcard shared/sluice/*.h)
 
@@ -93,7 +112,7 @@ run: deps all
 	@mkdir -p var/Maildir
 	$(B)/sluice-smtpd -f -c conf/sluice.conf
 
-tests: all $(UNIT_BIN) $(TPLUGIN_SO)
+tests: all $(UNIT_BIN) $(TPLUGIN_SO) $(TMILTER_BIN)
 
 # Every test prints TAP; prove names the one that fails.
 check: deps
@@ -113,7 +132,7 @@ install: all
 	install -d $(DESTDIR)$(PREFIX)/sbin $(DESTDIR)$(PREFIX)/lib/sluice/plugins/queue
 	install -d $(DESTDIR)$(PREFIX)/share/man/man5 $(DESTDIR)$(PREFIX)/share/man/man7
 	install -d $(DESTDIR)$(PREFIX)/share/man/man8 $(DESTDIR)$(PREFIX)/include/sluice
-	install -m 755 $(PROGS) $(DESTDIR)$(PREFIX)/sbin/
+	install -m 755 $(B)/sluice-smtpd $(B)/sluice-milterd $(DESTDIR)$(PREFIX)/sbin/
 	cd $(B)/plugins && for f in *.so queue/*.so; do \
 		install -m 644 $$f $(DESTDIR)$(PREFIX)/lib/sluice/plugins/$$f; done
 	install -m 644 shared/sluice/*.h $(DESTDIR)$(PREFIX)/include/sluice/
@@ -126,4 +145,5 @@ clean:
 
 .PHONY: all deps run tests check lint bench install clean
 
--include $(LIB_OBJ:.o=.d) $(SMTPD_OBJ:.o=.d)
+-include $(LIB_OBJ:.o=.d) $(SMTPD_OBJ:.o=.d) $(MILTERD_OBJ:.o=.d) \
+	$(CLIENT_OBJ:.o=.d)

@@ -10,6 +10,7 @@
 #           unlike GOT ERE DESC | skip_all REASON | diag TEXT | done_testing
 # run dir:  setup_run         -> $RUN (0755), removed at exit unless KEEP=1
 # daemon:   free_port | write_conf FILE <body | sluice_start CONF | sluice_stop
+#           milterd_start CONF | milterd_stop | miltraw TARGET <script
 # clients:  swaks_to ARGS... | smtp_chat [--port P] [--raw] ... <script
 # misc:     maildir_count DIR | wait_for CMD... | track_pid PID
 #
@@ -349,6 +350,38 @@ sluice_start() {
 		exit 1
 	fi
 	return 0
+}
+
+# milterd_start CONF: start sluice-milterd in the foreground (background
+# job) and wait until it logs that it started; on failure show its log.
+milterd_start() {
+	local conf=$1 i
+	: >>"$RUN/milterd.log"
+	local from
+	from=$(wc -l <"$RUN/milterd.log")
+	"$SLUICE_BUILD/sluice-milterd" -f -c "$conf" 2>>"$RUN/milterd.log" &
+	MILTERD_PID=$!
+	track_pid "$MILTERD_PID"
+	for ((i = 0; i < 500; i++)); do
+		tail -n +"$((from + 1))" "$RUN/milterd.log" |
+			grep -q 'sluice-milterd started' && return 0
+		kill -0 "$MILTERD_PID" 2>/dev/null || break
+		sleep 0.02
+	done
+	diag "sluice-milterd (pid $MILTERD_PID) did not start within 10 s"
+	diag "$(tail -n 40 "$RUN/milterd.log")"
+	exit 1
+}
+
+milterd_stop() {
+	[ -n "${MILTERD_PID:-}" ] || return 0
+	stop_pid "$MILTERD_PID" 10 TERM
+	MILTERD_PID=
+}
+
+# miltraw [--timeout=S] TARGET <script: t/miltraw.py, the raw MTA side.
+miltraw() {
+	"$SLUICE_PYTHON" "$SLUICE_SRC/t/miltraw.py" "$@"
 }
 
 # sluice_stop: SIGTERM, bounded wait, SIGKILL after 10 s.

@@ -132,6 +132,7 @@ struct msess {
 static __thread struct msess *sessions;
 
 static void process_input(struct msess *s);
+static const char *conn_macro(struct sl_conn *c, const char *name);
 static void session_close(struct msess *s, const char *why);
 
 /* --- output ------------------------------------------------------------- */
@@ -398,6 +399,7 @@ milterd_session_start(struct sl_loop *l, int fd, const struct sockaddr *sa,
 	s->loop = l;
 	s->conn = sl_conn_new(l, SL_FRONT_MILTERD);
 	s->conn->fe_data = s;
+	s->conn->fe_macro = conn_macro;
 	s->set = s->conn->rt->set;
 	if (sa->sa_family != AF_UNIX) {
 		sl_conn_set_remote(s->conn, sa, (size_t)salen);
@@ -546,6 +548,15 @@ static const char *
 macro(const struct msess *s, const char *name)
 {
 	return sl_milter_macros_get(&s->macros, name);
+}
+
+/* sl_conn_macro() in milterd: what the MTA sent. */
+static const char *
+conn_macro(struct sl_conn *c, const char *name)
+{
+	const struct msess *s = c->fe_data;
+
+	return macro(s, name);
 }
 
 static unsigned int
@@ -1345,6 +1356,7 @@ ev_quit_nc(struct msess *s)
 	run_disconnect(s);
 	c = sl_conn_new(s->loop, SL_FRONT_MILTERD);
 	c->fe_data = s;
+	c->fe_macro = conn_macro;
 	sl_conn_free(&s->conn);
 	s->conn = c;
 	s->set = c->rt->set;

@@ -349,6 +349,46 @@ sl_conn_ip_connections(const struct sl_conn *c)
 	return sl_ipcount_get(c->peer_addr);
 }
 
+const char *
+sl_conn_macro(struct sl_conn *c, const char *name)
+{
+	const char *v = NULL;
+	char one[4];
+
+	if (c->fe_macro != NULL && (v = c->fe_macro(c, name)) != NULL)
+		return v;
+	if (strlen(name) == 1) {
+		snprintf(one, sizeof(one), "{%s}", name);
+		name = one;
+	}
+	if (strcmp(name, "{j}") == 0 || strcmp(name, "{daemon_name}") == 0)
+		return c->rt->set->hostname;
+	if (strcmp(name, "{client_name}") == 0 ||
+	    strcmp(name, "{client_ptr}") == 0)
+		return c->remote_host;
+	if (strcmp(name, "{auth_authen}") == 0)
+		return c->auth_user;
+	if (strcmp(name, "{i}") == 0)
+		return c->txn != NULL ? c->txn->id : NULL;
+	if (strcmp(name, "{mail_addr}") == 0)
+		return c->txn != NULL ? c->txn->sender : NULL;
+	if (strcmp(name, "{client_addr}") == 0)
+		v = c->remote_ip;
+	else if (strcmp(name, "{daemon_addr}") == 0)
+		v = c->local_ip;
+	else if (strcmp(name, "{client_port}") == 0)
+		snprintf(c->macro_buf, sizeof(c->macro_buf), "%u",
+		    c->remote_port);
+	else if (strcmp(name, "{daemon_port}") == 0)
+		snprintf(c->macro_buf, sizeof(c->macro_buf), "%u",
+		    c->local_port);
+	else
+		return NULL;
+	if (v != NULL)
+		return v[0] != '\0' ? v : NULL;
+	return c->macro_buf;
+}
+
 void
 sl_conn_note_set(struct sl_conn *c, const char *key, const char *value)
 {

@@ -193,6 +193,9 @@ struct sl_conn {
 	enum sl_verdict deferred_verdict;
 	struct sl_reply deferred_reply;
 	void *fe_data; /* the front end's session */
+	/* the front end's macros (milterd), or NULL */
+	const char *(*fe_macro)(struct sl_conn *c, const char *name);
+	char macro_buf[128]; /* sl_conn_macro's made-up values */
 };
 
 /*

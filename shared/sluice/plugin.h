@@ -218,6 +218,18 @@ unsigned int sl_conn_txn_count(const struct sl_conn *c);
 /* Connections open now from this client's address, this one included. */
 unsigned int sl_conn_ip_connections(const struct sl_conn *c);
 
+/*
+ * A milter macro by name: "i", "j", "{client_addr}", "{auth_authen}" ...
+ * (one-letter names with or without braces).  In sluice-milterd, what the
+ * MTA sent (a later stage shadows an earlier one); otherwise, or when the
+ * MTA did not send it, the same names made from the session's facts: j,
+ * {daemon_name}, {daemon_addr}, {daemon_port}, {client_addr},
+ * {client_port}, {client_name}, {client_ptr}, {auth_authen}, {mail_addr},
+ * i (the transaction id).  NULL if unknown.  Borrowed until the next call
+ * on this connection.
+ */
+const char *sl_conn_macro(struct sl_conn *c, const char *name);
+
 /* Notes: key/value strings kept for the connection.  value NULL deletes. */
 void sl_conn_note_set(struct sl_conn *c, const char *key, const char *value);
 const char *sl_conn_note_get(const struct sl_conn *c, const char *key);

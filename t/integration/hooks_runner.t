@@ -8,7 +8,7 @@
 
 [ -f "$SLUICE_BUILD/t/plugins/test_hooks.so" ] ||
 	skip_all "test plugin not built ($SLUICE_BUILD/t/plugins/test_hooks.so)"
-plan 36
+plan 41
 setup_run
 MD=$RUN/Maildir
 
@@ -241,6 +241,20 @@ rm -rf "$MD"
 send bob@sluice.test >/dev/null
 f=$(newest_file "$MD/new")
 unlike "$(cat "$f")" 'Injected: yes' "a header edit with CR/LF injection is refused"
+
+# --- milter macro names in smtpd (sl_conn_macro) ----------------------------------
+start <<EOF
+local_domains sluice.test
+plugin test_hooks hook=rcpt action=declined macros="j,{client_addr},{mail_addr},i,{auth_authen}"
+plugin queue/discard
+EOF
+send bob@sluice.test >/dev/null
+log=$(cat "$RUN/smtpd.log")
+like "$log" 'macro j=mx\.sluice\.test' "smtpd: j is the hostname"
+like "$log" 'macro \{client_addr\}=127\.0\.0\.1' "smtpd: {client_addr}"
+like "$log" 'macro \{mail_addr\}=alice@sender\.test' "smtpd: {mail_addr}"
+like "$log" 'macro i=[0-9A-F]+\.1' "smtpd: i is the transaction id"
+like "$log" 'macro \{auth_authen\}=\(none\)' "smtpd: no {auth_authen} without AUTH"
 
 # --- start-up errors ----------------------------------------------------------
 sluice_stop

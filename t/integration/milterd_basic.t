@@ -1,11 +1,12 @@
 #!/bin/bash
 # sluice-milterd: configuration checks (-t, file:line errors, milter_listen
 # forms), a UNIX socket with its mode and clean-up, one message end to
-# end, SIGHUP reload (bad config refused), SIGTERM stop.
+# end, SIGHUP reload (bad config refused), SIGTERM stop, macros seen by
+# plugins.
 . "${SLUICE_SRC:-${0%/*}/../..}/t/lib.sh" || exit 1
 [ -x "$SLUICE_BUILD/sluice-milterd" ] || skip_all "sluice-milterd not built"
 setup_run
-plan 19
+plan 25
 
 M="$SLUICE_BUILD/sluice-milterd"
 
@@ -125,5 +126,31 @@ Q
 EOF
 )
 like "$out" '^O \\0\\0\\0\\x02' "inet:HOST:PORT works; a v2 offer gets a v2 answer"
+milterd_stop
+# --- macros reach the plugins (sl_conn_macro) --------------------------------------
+P=$(free_port)
+write_conf "$RUN/mac.conf" <<EOF
+milter_listen inet:$P@127.0.0.1
+plugin test_hooks hook=mail action=declined macros="i,{auth_authen},j,{daemon_port},{client_port},{nosuch}"
+EOF
+milterd_start "$RUN/mac.conf"
+miltraw --timeout=5 "127.0.0.1:$P" >/dev/null <<EOF
+O 6 0x1ff 0x1fffff
+READ
+D C j=mta.example {daemon_port}=25
+C client.example 4 4321 192.0.2.7
+READ
+D M i=QID123 {auth_authen}=alice
+M <s@example.org>
+READ
+Q
+EOF
+log=$(cat "$RUN/milterd.log")
+like "$log" 'macro i=QID123' "MAIL-stage macro i from the MTA"
+like "$log" 'macro \{auth_authen\}=alice' "{auth_authen} from the MTA"
+like "$log" 'macro j=mta\.example' "a CONNECT-stage macro is still seen at MAIL"
+like "$log" 'macro \{daemon_port\}=25' "{daemon_port}"
+like "$log" 'macro \{client_port\}=4321' "made up from the CONNECT event when not sent"
+like "$log" 'macro \{nosuch\}=\(none\)' "unknown macro: NULL"
 milterd_stop
 done_testing

@@ -19,6 +19,7 @@
  *                            smuggle addrcpt delrcpt chgfrom quarantine;
  *                            "all" = the four header edits and the
  *                            envelope ones)
+ * macros=  log these milter macros (sl_conn_macro) when acting
  * match=   act only when the hook's argument (address, HELO, header name,
  *          command line; the client address at connect) contains this text
  */
@@ -69,6 +70,7 @@ struct th {
 	char *text;
 	char *match;
 	char *edit;
+	struct sl_strlist macros;
 };
 
 static const struct sl_conf_def th_conf[] = {
@@ -109,6 +111,9 @@ static const struct sl_conf_def th_conf[] = {
 	    .type = SL_CONF_STR,
 	    .def = "all",
 	    .offset = offsetof(struct th, edit) },
+	{ .name = "macros",
+	    .type = SL_CONF_LIST,
+	    .offset = offsetof(struct th, macros) },
 	SL_CONF_END,
 };
 
@@ -231,6 +236,13 @@ th_hook(void *state, struct sl_hookctx *ctx)
 		sl_hook_reply(ctx, th->code, NULL, "%s",
 		    th->text != NULL ? th->text : "test_hooks");
 	sl_hook_log(ctx, LOG_INFO, "action=%s", action_choices[th->action]);
+	for (size_t i = 0; i < th->macros.count; i++) {
+		const char *v =
+		    sl_conn_macro(sl_hook_conn(ctx), th->macros.items[i]);
+
+		sl_hook_log(ctx, LOG_INFO, "macro %s=%s", th->macros.items[i],
+		    v != NULL ? v : "(none)");
+	}
 	switch (th->action) {
 	case A_DECLINED:
 		return SL_DECLINED;

@@ -58,7 +58,7 @@ TPLUGIN_SO = $(TPLUGIN_SRC:t/plugins/%.c=$(B)/t/plugins/%.so)
 UNIT_SRC = $(wildcard t/unit/test_*.c)
 UNIT_BIN = $(UNIT_SRC:t/unit/%.c=$(B)/t/unit/%)
 
-PROGS = $(B)/sluice-smtpd $(B)/sluice-milterd
+PROGS = $(B)/sluice-smtpd $(B)/sluice-milterd $(B)/sluice-milter-client
 
 all: $(PROGS) $(PLUGIN_SO)
 
@@ -139,6 +139,9 @@ install: all
 	install -m 644 man/*.5 $(DESTDIR)$(PREFIX)/share/man/man5/
 	install -m 644 man/*.7 $(DESTDIR)$(PREFIX)/share/man/man7/
 	install -m 644 man/*.8 $(DESTDIR)$(PREFIX)/share/man/man8/
+	install -d $(DESTDIR)$(PREFIX)/share/man/man1 $(DESTDIR)$(PREFIX)/bin
+	install -m 644 man/*.1 $(DESTDIR)$(PREFIX)/share/man/man1/
+	install -m 755 $(B)/sluice-milter-client $(DESTDIR)$(PREFIX)/bin/
 
 clean:
 	rm -rf build build-san

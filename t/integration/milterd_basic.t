@@ -2,11 +2,11 @@
 # sluice-milterd: configuration checks (-t, file:line errors, milter_listen
 # forms), a UNIX socket with its mode and clean-up, one message end to
 # end, SIGHUP reload (bad config refused), SIGTERM stop, macros seen by
-# plugins.
+# plugins, sluice-milter-client driving it.
 . "${SLUICE_SRC:-${0%/*}/../..}/t/lib.sh" || exit 1
 [ -x "$SLUICE_BUILD/sluice-milterd" ] || skip_all "sluice-milterd not built"
 setup_run
-plan 25
+plan 30
 
 M="$SLUICE_BUILD/sluice-milterd"
 
@@ -152,5 +152,25 @@ like "$log" 'macro j=mta\.example' "a CONNECT-stage macro is still seen at MAIL"
 like "$log" 'macro \{daemon_port\}=25' "{daemon_port}"
 like "$log" 'macro \{client_port\}=4321' "made up from the CONNECT event when not sent"
 like "$log" 'macro \{nosuch\}=\(none\)' "unknown macro: NULL"
+milterd_stop
+# --- sluice-milter-client (the MTA side) against sluice-milterd -------------------
+P=$(free_port)
+write_conf "$RUN/cl.conf" <<EOF
+milter_listen inet:$P@127.0.0.1
+plugin test_hooks name=edit hook=data_post action=edit edit=add,insert,change,delete,body,addrcpt,delrcpt,chgfrom,quarantine
+plugin test_hooks name=no hook=rcpt action=deny match=bad text="no bad"
+EOF
+milterd_start "$RUN/cl.conf"
+printf 'Subject: hi\nX-Delete-Me: x\n\nbody\n' >"$RUN/msg"
+out=$("$SLUICE_BUILD/sluice-milter-client" -s "inet:$P@127.0.0.1" -c 192.0.2.1 \
+	-H c.test -f a@b.test -r bad@sluice.test -r removed@sluice.test "$RUN/msg")
+rc=$?
+is "$rc" 0 "client: message accepted (exit 0)"
+like "$out" 'rcpt <bad@sluice\.test>: reject 550 5\.7\.1 no bad' "client: the refused recipient"
+like "$out" $'eom: chgheader Subject\\[1\\]: changed by test_hooks\neom: chgheader X-Delete-Me\\[1\\] \\(delete\\)\neom: insheader \\[0\\] X-Test-Inserted: first\neom: addheader X-Test-Added: yes\neom: chgfrom <changed@sluice\\.test>\neom: delrcpt <removed@sluice\\.test>\neom: addrcpt <added@sluice\\.test>\neom: replbody [0-9]+ bytes\neom: quarantine test_hooks quarantine\neom: continue' "client: every edit, in milterd's order, then continue"
+out=$("$SLUICE_BUILD/sluice-milter-client" -s "inet:$P@127.0.0.1" -r bad@sluice.test "$RUN/msg")
+is "$?" 2 "client: every recipient refused: exit 2"
+out=$("$SLUICE_BUILD/sluice-milter-client" -s "inet:$P@127.0.0.1" -n 200 -j 4 "$RUN/msg")
+like "$out" '^sessions=200 ok=200 rejected=0 tempfailed=0 errors=0 ' "client: 200 concurrent sessions all accepted"
 milterd_stop
 done_testing

@@ -560,6 +560,9 @@ static const struct expect defaults[] = {
 	{ "listen", "127.0.0.1:2525" },
 	{ "proxy_listen", "" },
 	{ "milter_listen", "" },
+	{ "milter_socket_mode", "0" },
+	{ "milter_timeout", "3600000" },
+	{ "milter_progress_interval", "5000" },
 	{ "user", "(null)" },
 	{ "state_dir", "var" },
 	{ "spool_dir", "var/spool" },
@@ -644,8 +647,8 @@ test_directive_table(void **state)
 			fail_msg("directive %s has no expected default",
 			    d[i].name);
 	}
-	/* 37 fields in struct sl_settings */
-	assert_int_equal(n, 37);
+	/* 40 fields in struct sl_settings */
+	assert_int_equal(n, 40);
 	e = find_directive(d, "idle_timeout");
 	assert_non_null(e);
 	assert_int_equal(e->offset,

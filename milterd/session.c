@@ -577,17 +577,21 @@ strip_ipv6_tag(const char *a)
 	return strncasecmp(a, "IPv6:", 5) == 0 ? a + 5 : a;
 }
 
+/*
+ * The end of a CONNECT, HELO or UNKNOWN chain: the reply, nothing else
+ * to keep.  DISCARD before any message discards all of the session's.
+ */
 static void
-connect_done(struct sl_conn *c, enum sl_verdict v, const struct sl_reply *r,
+event_done(struct sl_conn *c, enum sl_verdict v, const struct sl_reply *r,
     void *arg)
 {
 	struct msess *s = arg;
 
 	(void)c;
 	s->busy = false;
-	if (v == SL_DISCARD)
+	if (v == SL_DISCARD && s->m.code != 'U')
 		sl_conn_note_set(s->conn, "milterd.discard", "yes");
-	reply_verdict(s, 'C', v, r);
+	reply_verdict(s, s->m.code, v, r);
 	process_input(s);
 }
 
@@ -641,7 +645,7 @@ ev_connect(struct msess *s)
 	memset(&s->args, 0, sizeof(s->args));
 	s->args.hook = SL_HOOK_CONNECT;
 	s->busy = true;
-	sl_hook_run(c, &s->args, connect_done, s);
+	sl_hook_run(c, &s->args, event_done, s);
 }
 
 static void
@@ -682,20 +686,6 @@ abort_txn(struct msess *s)
 }
 
 static void
-helo_done(struct sl_conn *c, enum sl_verdict v, const struct sl_reply *r,
-    void *arg)
-{
-	struct msess *s = arg;
-
-	(void)c;
-	s->busy = false;
-	if (v == SL_DISCARD)
-		sl_conn_note_set(s->conn, "milterd.discard", "yes");
-	reply_verdict(s, 'H', v, r);
-	process_input(s);
-}
-
-static void
 ev_helo(struct msess *s)
 {
 	struct sl_conn *c = s->conn;
@@ -713,7 +703,7 @@ ev_helo(struct msess *s)
 	s->args.hook = SL_HOOK_HELO;
 	s->args.arg = c->helo;
 	s->busy = true;
-	sl_hook_run(c, &s->args, helo_done, s);
+	sl_hook_run(c, &s->args, event_done, s);
 }
 
 /*
@@ -1325,25 +1315,13 @@ ev_eom(struct msess *s)
 /* --- other events ------------------------------------------------------- */
 
 static void
-unknown_done(struct sl_conn *c, enum sl_verdict v, const struct sl_reply *r,
-    void *arg)
-{
-	struct msess *s = arg;
-
-	(void)c;
-	s->busy = false;
-	reply_verdict(s, 'U', v, r);
-	process_input(s);
-}
-
-static void
 ev_unknown(struct msess *s)
 {
 	memset(&s->args, 0, sizeof(s->args));
 	s->args.hook = SL_HOOK_UNRECOGNIZED;
 	s->args.arg = s->m.str;
 	s->busy = true;
-	sl_hook_run(s->conn, &s->args, unknown_done, s);
+	sl_hook_run(s->conn, &s->args, event_done, s);
 }
 
 /* QUIT_NC: this client session ends, the next CONNECT starts another. */

@@ -125,7 +125,7 @@ check: deps
 lint:
 	@sh scripts/lint.sh
 
-bench: deps all
+bench: deps all $(TMILTER_BIN)
 	SLUICE_BUILD=$(B) SLUICE_SRC=$(CURDIR) sh t/bench/run.sh
 
 install: all

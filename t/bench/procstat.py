@@ -2,12 +2,15 @@
 """procstat.py - /proc measurements and an idle-connection holder for
 t/bench/run.sh (python3 stdlib only).
 
-  procstat.py cpu PID              CPU ms (utime+stime+cutime+cstime) of PID
+  procstat.py cpu PIDS             CPU ms (utime+stime+cutime+cstime) of PID
                                    and all its live descendants
-  procstat.py rss PID              resident KiB (VmRSS) of PID + descendants
+  procstat.py rss PIDS             resident KiB (VmRSS) of PID + descendants
   procstat.py hwm PID              VmHWM KiB of PID alone
-  procstat.py peak PID STOPFILE    samples "rss" every 20 ms until STOPFILE
-                                   exists or PID is gone; prints the maximum
+  procstat.py peak PIDS STOPFILE   samples "rss" every 20 ms until STOPFILE
+                                   exists or a PID is gone; prints the maximum
+
+PIDS is one PID or several separated by commas (e.g. Postfix's master and
+a milter): their process trees are summed, each process counted once.
   procstat.py idle PORT N READYFILE STOPFILE
                                    opens N connections to 127.0.0.1:PORT,
                                    reads each banner, writes "N_OK" into
@@ -31,18 +34,24 @@ def stat(pid):
     return {"ppid": int(rest[1]), "ticks": sum(int(x) for x in rest[11:15])}
 
 
+def pids(arg):
+    return [int(x) for x in str(arg).split(",") if x]
+
+
 def tree(pid):
+    """PID (or a list of PIDs) and all live descendants, each once."""
     kids = {}
     for d in os.listdir("/proc"):
         if d.isdigit():
             st = stat(int(d))
             if st:
                 kids.setdefault(st["ppid"], []).append(int(d))
-    out, todo = [], [pid]
+    out, todo = [], list(pid) if isinstance(pid, list) else [pid]
     while todo:
         p = todo.pop()
-        out.append(p)
-        todo.extend(kids.get(p, []))
+        if p not in out:
+            out.append(p)
+            todo.extend(kids.get(p, []))
     return out
 
 
@@ -72,16 +81,17 @@ def rss(pid):
 def main():
     cmd = sys.argv[1]
     if cmd == "cpu":
-        print(cpu_ms(int(sys.argv[2])))
+        print(cpu_ms(pids(sys.argv[2])))
     elif cmd == "rss":
-        print(rss(int(sys.argv[2])))
+        print(rss(pids(sys.argv[2])))
     elif cmd == "hwm":
         print(status_kib(int(sys.argv[2]), "VmHWM"))
     elif cmd == "peak":
-        pid, stop = int(sys.argv[2]), sys.argv[3]
+        pid, stop = pids(sys.argv[2]), sys.argv[3]
         peak = 0
         deadline = time.monotonic() + 3600
-        while not os.path.exists(stop) and os.path.exists("/proc/%d" % pid) \
+        while not os.path.exists(stop) \
+                and all(os.path.exists("/proc/%d" % p) for p in pid) \
                 and time.monotonic() < deadline:
             peak = max(peak, rss(pid))
             time.sleep(0.02)

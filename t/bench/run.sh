@@ -11,13 +11,27 @@
 #   Then the memory per idle connection: BENCH_IDLE connections that read
 #   the banner and stay idle; the daemon's RSS before and after.
 #
-# Builds nothing: uses $SLUICE_BUILD (default build/).  Knobs (environment):
+#   Milters: the same Postfix with smtpd_milters pointing at sluice-milterd
+#   (no plugins) or at t/milter/null_milter (libmilter, answers "continue"
+#   to everything), same message count; their CPU is added to Postfix's
+#   (the milter's own share is in the status column).  Then milter sessions
+#   per second without an MTA: sluice-milter-client -n N -j CONC (one
+#   Postfix-shaped session with one message each) against sluice-milterd
+#   and against null_milter.
+#
+# Builds nothing (but null_milter, see below): uses $SLUICE_BUILD (default
+# build/).  Knobs (environment):
 #   BENCH_MSGS=10000 BENCH_PF_MSGS=2000 (Postfix is slower) BENCH_SIZE=1000 BENCH_CONC="1 10 100" BENCH_IDLE=1000
 #   BENCH_REUSE=1 (smtp-source -d: several messages per connection)
 #   BENCH_PF_MODE=discard|maildir
-#   BENCH_SERVERS="sluice-discard sluice-discard-1loop sluice-maildir smtp-sink postfix"
+#   BENCH_SERVERS="sluice-discard sluice-discard-1loop sluice-maildir smtp-sink
+#                  postfix postfix-milterd postfix-null-milter"
 #   (sluice-discard-1loop: loop_threads 1, like single-process smtp-sink,
 #   leaving the other core to smtp-source on a 2-CPU machine)
+#   BENCH_MILTER_SESSIONS=10000 BENCH_MILTER_CONC=$BENCH_CONC
+#   BENCH_MILTERS="milterd null-milter" (sluice-milter-client targets; "" = none)
+# null_milter is built on demand (make target $SLUICE_BUILD/t/milter/null_milter,
+# needs libmilter-dev); without it its rows say so.
 # Runs inside a private network namespace when root (see t/lib.sh).
 [ -n "${BASH_VERSION:-}" ] || exec bash "$0" "$@"
 
@@ -32,7 +46,10 @@ CONC=${BENCH_CONC:-1 10 100}
 IDLE=${BENCH_IDLE:-1000}
 REUSE=${BENCH_REUSE:-1}
 PF_MODE=${BENCH_PF_MODE:-discard}
-SERVERS=${BENCH_SERVERS:-sluice-discard sluice-discard-1loop sluice-maildir smtp-sink postfix}
+SERVERS=${BENCH_SERVERS-sluice-discard sluice-discard-1loop sluice-maildir smtp-sink postfix postfix-milterd postfix-null-milter}
+MILTER_N=${BENCH_MILTER_SESSIONS:-10000}
+MILTER_CONC=${BENCH_MILTER_CONC:-$CONC}
+MILTERS=${BENCH_MILTERS-milterd null-milter}
 PS="$SLUICE_PYTHON $SLUICE_SRC/t/bench/procstat.py"
 PF=$SLUICE_SRC/t/pf-instance.sh
 
@@ -43,12 +60,24 @@ die() {
 [ -x "$SLUICE_BUILD/sluice-smtpd" ] || die "$SLUICE_BUILD/sluice-smtpd not built (make)"
 command -v smtp-source >/dev/null || die "smtp-source missing (package postfix)"
 command -v smtp-sink >/dev/null || die "smtp-sink missing (package postfix)"
+MILTERD=$SLUICE_BUILD/sluice-milterd
+MCLIENT=$SLUICE_BUILD/sluice-milter-client
+NULLM=$SLUICE_BUILD/t/milter/null_milter
+[ -x "$MILTERD" ] || die "$MILTERD not built (make)"
+[ -x "$MCLIENT" ] || die "$MCLIENT not built (make)"
+if [ ! -x "$NULLM" ] && [ -f "$SLUICE_SRC/t/milter/null_milter.c" ]; then
+	# a test program, not part of "make all": build just this one
+	make -s -C "$SLUICE_SRC" --no-print-directory BUILD="$SLUICE_BUILD" \
+		"$NULLM" >&2 || echo "bench: could not build $NULLM (libmilter-dev?)" >&2
+fi
 
 setup_run
 PF_DIR=
+MIL_PID=
 bench_cleanup() {
 	local rc=$?
 	[ -n "$PF_DIR" ] && "$PF" stop "$PF_DIR" >/dev/null 2>&1
+	[ -n "$MIL_PID" ] && stop_milter
 	(exit $rc)
 	_t_cleanup
 }
@@ -66,6 +95,8 @@ NCPU=$(nproc 2>/dev/null || echo '?')
 ROWS=()
 HWM=()
 declare -A RATE CPUMS
+MROWS=()
+declare -A MRATE
 
 # ---------------------------------------------------------------- servers
 SRV_PID=
@@ -86,7 +117,61 @@ EOF
 	SRV_PORT=$PORT
 }
 
+# start_milter milterd|null-milter: a milter on a fresh port -> MIL_PID, MIL_PORT
+# (1 on failure, with MIL_ERR set)
+start_milter() {
+	local i log
+	MIL_PORT=$(free_port) || die "no free port"
+	MIL_ERR=
+	case $1 in
+	milterd)
+		unset PORT
+		write_conf "$RUN/milterd.conf" <<EOF
+max_connections 20000
+max_connections_per_ip 20000
+milter_listen inet:$MIL_PORT@127.0.0.1
+EOF
+		log=$RUN/milterd.log
+		: >"$log"
+		"$MILTERD" -f -c "$RUN/milterd.conf" 2>>"$log" &
+		;;
+	null-milter)
+		[ -x "$NULLM" ] || {
+			MIL_ERR="$NULLM not built"
+			return 1
+		}
+		log=$RUN/null_milter.log
+		: >"$log"
+		"$NULLM" -p "inet:$MIL_PORT@127.0.0.1" 2>>"$log" &
+		;;
+	*) die "unknown milter $1" ;;
+	esac
+	MIL_PID=$!
+	MIL_NAME=$1
+	track_pid "$MIL_PID"
+	for ((i = 0; i < 500; i++)); do
+		if { exec 3<>"/dev/tcp/127.0.0.1/$MIL_PORT"; } 2>/dev/null; then
+			exec 3<&- 3>&-
+			return 0
+		fi
+		kill -0 "$MIL_PID" 2>/dev/null || break
+		sleep 0.02
+	done
+	MIL_ERR="$1 did not listen on $MIL_PORT: $(tail -n 3 "$log" | tr '\n' ' ')"
+	stop_milter
+	return 1
+}
+
+stop_milter() {
+	case $MIL_NAME in
+	null-milter) stop_pid "$MIL_PID" 10 USR1 ;; # libmilter needs ~5 s for TERM
+	*) stop_pid "$MIL_PID" 10 TERM ;;
+	esac
+	MIL_PID=
+}
+
 start_server() { # NAME
+	SRV_SKIP=
 	case $1 in
 	sluice-discard) start_sluice "plugin queue/discard" ;;
 	sluice-discard-1loop) start_sluice "plugin queue/discard" "loop_threads 1" ;;
@@ -102,13 +187,24 @@ start_server() { # NAME
 		track_pid "$SRV_PID"
 		wait_smtp "$SRV_PORT" 10 || die "smtp-sink did not start"
 		;;
-	postfix)
+	postfix | postfix-milterd | postfix-null-milter)
+		local milters=
+		SRV_SKIP=
+		if [ "$1" != postfix ]; then
+			start_milter "${1#postfix-}" || {
+				SRV_SKIP=$MIL_ERR
+				return 0
+			}
+			milters="inet:127.0.0.1:$MIL_PORT"
+		fi
 		SRV_PORT=$(free_port)
 		PF_DIR=$RUN/pf
 		rm -rf "$PF_DIR"
-		"$PF" create "$PF_DIR" "$SRV_PORT" "$PF_MODE" || die "postfix create failed"
+		"$PF" create "$PF_DIR" "$SRV_PORT" "$PF_MODE" "$milters" || die "postfix create failed"
 		"$PF" start "$PF_DIR" || die "postfix start failed"
-		SRV_PID=$("$PF" pid "$PF_DIR")
+		PF_PID=$("$PF" pid "$PF_DIR")
+		SRV_PID=$PF_PID
+		[ -n "$milters" ] && SRV_PID="$PF_PID,$MIL_PID"
 		;;
 	*) die "unknown server $1" ;;
 	esac
@@ -118,9 +214,10 @@ stop_server() { # NAME
 	case $1 in
 	sluice-*) sluice_stop ;;
 	smtp-sink) stop_pid "$SRV_PID" 5 ;;
-	postfix)
-		"$PF" stop "$PF_DIR" >/dev/null 2>&1
+	postfix*)
+		[ -n "$PF_DIR" ] && "$PF" stop "$PF_DIR" >/dev/null 2>&1
 		PF_DIR=
+		[ -n "$MIL_PID" ] && stop_milter
 		;;
 	esac
 	SRV_PID=
@@ -129,13 +226,23 @@ stop_server() { # NAME
 # run_one NAME CONC: one smtp-source run against the running server
 run_one() {
 	local name=$1 c=$2 n=$MSGS cpu0 cpu1 t0 t1 peak secs rate cpum status=ok dflag=
-	[ "$name" = postfix ] && n=$PF_MSGS
+	local mcpu0='' mcpu1='' warn0=0 warn1
+	case $name in postfix*) n=$PF_MSGS ;; esac
 	((n < c)) && n=$c
+	if [ -n "${SRV_SKIP:-}" ]; then
+		ROWS+=("| $name | $c | $n | | | | | skipped: $SRV_SKIP |")
+		return
+	fi
 	[ "$REUSE" = 1 ] && dflag=-d
 	rm -f "$RUN/stop"
 	$PS peak "$SRV_PID" "$RUN/stop" >"$RUN/peak" &
 	local sampler=$!
 	cpu0=$($PS cpu "$SRV_PID")
+	case $name in postfix-*)
+		mcpu0=$($PS cpu "$MIL_PID")
+		warn0=$(grep -c -i 'warning: .*milter' "$PF_DIR/maillog" 2>/dev/null)
+		;;
+	esac
 	t0=$EPOCHREALTIME
 	if ! timeout 600 smtp-source $dflag -s "$c" -m "$n" -l "$SIZE" -M bench.test \
 		-f alice@example.org -t bob@sluice.test "127.0.0.1:$SRV_PORT" \
@@ -143,9 +250,10 @@ run_one() {
 		status="smtp-source failed: $(head -c 200 "$RUN/source.out" | tr '\n' ' ')"
 	fi
 	t1=$EPOCHREALTIME
-	if [ "$name" = postfix ]; then
+	case $name in postfix*)
 		"$PF" drain "$PF_DIR" 120 || status="postfix queue did not drain"
-	fi
+		;;
+	esac
 	if [ "$name" = sluice-maildir ] && [ "$status" = ok ]; then
 		# every accepted message is durable before the 250: count them
 		local got
@@ -154,6 +262,17 @@ run_one() {
 		rm -f "$RUN/Maildir/new/"*
 	fi
 	cpu1=$($PS cpu "$SRV_PID")
+	case $name in postfix-*)
+		mcpu1=$($PS cpu "$MIL_PID")
+		warn1=$(grep -c -i 'warning: .*milter' "$PF_DIR/maillog" 2>/dev/null)
+		# a milter failure would tempfail mail (milter_default_action)
+		if ((warn1 > warn0)); then
+			status="$((warn1 - warn0)) milter warnings in the Postfix log: $(grep -i -m 1 'warning: .*milter' "$PF_DIR/maillog" | cut -c 1-160)"
+		elif [ "$status" = ok ]; then
+			status="ok (milter alone $(awk -v n="$n" -v c="$((mcpu1 - mcpu0))" 'BEGIN { printf "%.3f", c / n }') ms/msg)"
+		fi
+		;;
+	esac
 	touch "$RUN/stop"
 	wait "$sampler"
 	peak=$(cat "$RUN/peak")
@@ -171,8 +290,56 @@ for s in $SERVERS; do
 	for c in $CONC; do
 		run_one "$s" "$c"
 	done
-	case $s in sluice-*) HWM[${#HWM[@]}]="$s VmHWM $($PS hwm "$SRV_PID") KiB" ;; esac
+	case $s in
+	sluice-*) HWM[${#HWM[@]}]="$s VmHWM $($PS hwm "$SRV_PID") KiB" ;;
+	postfix-milterd) [ -n "$MIL_PID" ] &&
+		HWM[${#HWM[@]}]="sluice-milterd (behind Postfix) VmHWM $($PS hwm "$MIL_PID") KiB" ;;
+	esac
 	stop_server "$s"
+done
+
+# ---------------------------------------------------------------- milter sessions
+# sluice-milter-client replays one Postfix-shaped session (connect, helo,
+# mail, rcpt, data, headers, body, end of message) per connection.
+printf 'From: alice@example.org\r\nTo: bob@sluice.test\r\nSubject: bench\r\nMessage-Id: <bench@example.org>\r\n\r\n' >"$RUN/milter.eml"
+awk -v n="$SIZE" 'BEGIN { l = "0123456789abcdefghijklmnopqrstuvwxyz0123456789abcdefghijklmnopqrstuvwxyz"
+	for (s = 0; s < n; s += length(l) + 2) printf "%s\r\n", l }' >>"$RUN/milter.eml"
+
+run_milter_one() { # NAME CONC
+	local name=$1 c=$2 n=$MILTER_N cpu0 cpu1 out rate secs cpum peak status=ok
+	((n < c)) && n=$c
+	rm -f "$RUN/stop"
+	$PS peak "$MIL_PID" "$RUN/stop" >"$RUN/peak" &
+	local sampler=$!
+	cpu0=$($PS cpu "$MIL_PID")
+	out=$(timeout 600 "$MCLIENT" -s "inet:$MIL_PORT@127.0.0.1" -n "$n" -j "$c" \
+		"$RUN/milter.eml" 2>"$RUN/mclient.err" | tail -n 1)
+	cpu1=$($PS cpu "$MIL_PID")
+	touch "$RUN/stop"
+	wait "$sampler"
+	peak=$(cat "$RUN/peak")
+	rate=$(sed -n 's/.*sessions_per_second=\([0-9.]*\).*/\1/p' <<<"$out")
+	secs=$(sed -n 's/.*seconds=\([0-9.]*\).*/\1/p' <<<"$out")
+	[[ $out == *" ok=$n "* ]] && [[ $out == *" errors=0 "* ]] ||
+		status="not all sessions ok: ${out:-no summary} $(head -c 200 "$RUN/mclient.err" | tr '\n' ' ')"
+	rate=$(awk -v r="${rate:-0}" 'BEGIN { printf "%.0f", r }')
+	cpum=$(awk -v n="$n" -v c="$((cpu1 - cpu0))" 'BEGIN { printf "%.3f", c / n }')
+	MRATE[$name,$c]=$rate
+	MROWS+=("| $name | $c | $n | ${secs:-} | $rate | $cpum | $peak | $status |")
+	echo "bench: milter-client -> $name c=$c: $rate sessions/s, $cpum ms CPU/session, peak RSS $peak KiB ($status)" >&2
+}
+
+for m in $MILTERS; do
+	if ! start_milter "$m"; then
+		for c in $MILTER_CONC; do
+			MROWS+=("| $m | $c | $MILTER_N | | | | | skipped: $MIL_ERR |")
+		done
+		continue
+	fi
+	for c in $MILTER_CONC; do
+		run_milter_one "$m" "$c"
+	done
+	stop_milter
 done
 
 # ---------------------------------------------------------------- idle connections
@@ -244,6 +411,29 @@ Memory per idle connection ($IDLE connections that read the banner and stay idle
 EOF
 printf '%s\n' "${IDLE_ROWS[@]}"
 
+if [ ${#MROWS[@]} -gt 0 ]; then
+	cat <<EOF
+
+Milter sessions without an MTA: $MCLIENT -n N -j CONCURRENCY, one
+Postfix-shaped session (connect ... end of message, one message of about $SIZE
+bytes) per connection, against sluice-milterd (no plugins) and
+t/milter/null_milter (libmilter, "continue" to everything).  CPU and peak RSS
+are the milter's.
+
+| milter | concurrency | sessions | seconds | sessions/s | CPU ms/session | peak RSS KiB | status |
+|---|---:|---:|---:|---:|---:|---:|---|
+EOF
+	printf '%s\n' "${MROWS[@]}"
+fi
+
+mratio() { # C: milterd / null-milter sessions per second
+	local a=${MRATE[milterd,$1]:-} b=${MRATE[null-milter,$1]:-}
+	[ -n "$a" ] && [ -n "$b" ] && [ "$b" != 0 ] || {
+		echo "n/a"
+		return
+	}
+	awk -v a="$a" -v b="$b" 'BEGIN { printf "%.2f", a / b }'
+}
 r10=$(ratio sluice-discard smtp-sink 10)
 r100=$(ratio sluice-discard smtp-sink 100)
 q10=$(ratio sluice-discard-1loop smtp-sink 10)
@@ -261,5 +451,15 @@ Targets (issue 2, for information):
 | same, sluice with loop_threads 1, c=100 | ${q100}x | $(verdict "$q100" 0.8 ">=") |
 | < 8 KiB per idle connection | $SLUICE_IDLE_KIB KiB | $(verdict "$SLUICE_IDLE_KIB" 8 "<") |
 | CPU per message with no plugin work < 0.35 ms (DESIGN.md), c=10 | $cpu_budget ms | $(verdict "$cpu_budget" 0.35 "<") |
+
+For information (no target): Postfix msgs/s with a milter relative to Postfix
+alone, and sluice-milterd's sessions/s relative to the libmilter null milter.
+
+| ratio | c=1 | c=10 | c=100 |
+|---|---:|---:|---:|
+| Postfix+sluice-milterd / Postfix | $(ratio postfix-milterd postfix 1) | $(ratio postfix-milterd postfix 10) | $(ratio postfix-milterd postfix 100) |
+| Postfix+null_milter / Postfix | $(ratio postfix-null-milter postfix 1) | $(ratio postfix-null-milter postfix 10) | $(ratio postfix-null-milter postfix 100) |
+| Postfix+sluice-milterd / Postfix+null_milter | $(ratio postfix-milterd postfix-null-milter 1) | $(ratio postfix-milterd postfix-null-milter 10) | $(ratio postfix-milterd postfix-null-milter 100) |
+| milter-client: sluice-milterd / null_milter | $(mratio 1) | $(mratio 10) | $(mratio 100) |
 EOF
 exit 0

@@ -8,9 +8,13 @@
 #include <stdarg.h>
 #include <stddef.h>
 
-#if defined(__GNUC__) && __GNUC__ >= 7
+/* clang says __GNUC__ 4 but has the attribute: ask for it by name. */
+#if defined(__has_attribute)
+#if __has_attribute(__fallthrough__)
 #define SL_FALLTHROUGH __attribute__((__fallthrough__))
-#else
+#endif
+#endif
+#ifndef SL_FALLTHROUGH
 #define SL_FALLTHROUGH ((void)0)
 #endif
 

@@ -98,7 +98,8 @@ struct msess {
 	struct bufferevent *bev;
 	enum mst state;
 	bool in_process;
-	bool busy; /* a hook chain runs */
+	bool busy;        /* a hook chain runs */
+	bool read_paused; /* ... and the read timeout is off meanwhile */
 	bool free_scheduled;
 	bool drain_after_msg;
 	bool connect_ran;
@@ -372,7 +373,13 @@ event_cb(struct bufferevent *bev, short what, void *arg)
 		session_close(s, NULL);
 		return;
 	}
-	if (s->state != MS_CLOSING && s->conn->txn != NULL)
+	if (s->state != MS_CLOSING &&
+	    evbuffer_get_length(bufferevent_get_input(s->bev)) > 0)
+		sl_log(LOG_WARNING, s->conn->id,
+		    "milter protocol error: the MTA closed the connection "
+		    "inside a packet (state=%s)",
+		    state_names[s->state]);
+	else if (s->state != MS_CLOSING && s->conn->txn != NULL)
 		sl_log(LOG_NOTICE, s->conn->id,
 		    "milter: the MTA closed the connection state=%s",
 		    state_names[s->state]);
@@ -590,7 +597,7 @@ event_done(struct sl_conn *c, enum sl_verdict v, const struct sl_reply *r,
 	(void)c;
 	s->busy = false;
 	if (v == SL_DISCARD && s->m.code != 'U')
-		sl_conn_note_set(s->conn, "milterd.discard", "yes");
+		s->conn->discard = true;
 	reply_verdict(s, s->m.code, v, r);
 	process_input(s);
 }
@@ -603,9 +610,15 @@ ev_connect(struct msess *s)
 	unsigned int port = s->m.port;
 	bool over;
 
-	if (s->m.family == '4' || s->m.family == '6')
+	if (s->m.family == '4' || s->m.family == '6') {
 		addr = strip_ipv6_tag(s->m.addr);
-	else if (macro(s, "{client_addr}") != NULL)
+		if ((strchr(addr, ':') != NULL) != (s->m.family == '6')) {
+			protocol_error(s,
+			    "CONNECT address does not match its "
+			    "family");
+			return;
+		}
+	} else if (macro(s, "{client_addr}") != NULL)
 		addr = strip_ipv6_tag(macro(s, "{client_addr}"));
 	if (port == 0)
 		port = port_of(macro(s, "{client_port}"));
@@ -617,14 +630,18 @@ ev_connect(struct msess *s)
 		}
 		addr = NULL;
 	}
-	if (addr == NULL) {
-		/* No IP client (local submission over a UNIX socket ...). */
-		sl_conn_set_remote_text(c, "127.0.0.1", 0);
+	if (addr != NULL) {
+		/* Per-client counting (sl_conn_ip_connections) as smtpd. */
+		memcpy(c->peer_addr, c->remote_addr, sizeof(c->peer_addr));
+		(void)sl_ipcount_acquire(c->peer_addr, 0, 0, &over);
+		s->ip_counted = true;
+	} else {
+		/* No IP client: plugins see none, as for smtpd -i. */
+		c->remote_ip[0] = '\0';
+		c->remote_family = 0;
+		c->remote_port = 0;
+		memset(c->remote_addr, 0, sizeof(c->remote_addr));
 	}
-	/* Per-client counting (sl_conn_ip_connections) as smtpd does. */
-	memcpy(c->peer_addr, c->remote_addr, sizeof(c->peer_addr));
-	(void)sl_ipcount_acquire(c->peer_addr, 0, 0, &over);
-	s->ip_counted = true;
 	free(c->remote_host);
 	c->remote_host = NULL;
 	if (s->m.host[0] != '\0' && s->m.host[0] != '[' &&
@@ -781,7 +798,7 @@ mail_done(struct sl_conn *c, enum sl_verdict v, const struct sl_reply *r,
 	s->orig_sender = sl_xstrdup(s->args.arg);
 	s->orig_sender_params =
 	    s->params_joined != NULL ? sl_xstrdup(s->params_joined) : NULL;
-	if (sl_conn_note_get(c, "milterd.discard") != NULL)
+	if (c->discard)
 		t->discard = true;
 	sl_log(LOG_INFO, c->id, "mail from=<%s> txn=%s queue_id=%s",
 	    s->args.arg, t->id, qid != NULL ? qid : "-");
@@ -1368,8 +1385,11 @@ is_legal(const struct msess *s, uint8_t cmd)
 
 	if (cmd == 'D')
 		return st != MS_INIT;
-	if (st == MS_INIT || st == MS_OPTS || st == MS_QNC)
-		return strchr(legal[st], cmd) != NULL;
+	if (st == MS_INIT)
+		return cmd == 'O';
+	if (st == MS_OPTS || st == MS_QNC) /* ABORT is harmless anywhere */
+		return strchr(legal[st], cmd) != NULL || cmd == 'A' ||
+		    cmd == 'Q';
 	/* After CONNECT: what libmilter accepts once it reset to HELO. */
 	if (strchr("AQKHMU", cmd) != NULL)
 		return true;
@@ -1472,7 +1492,7 @@ process_input(struct msess *s)
 	struct evbuffer *in = bufferevent_get_input(s->bev);
 	struct sl_milter_packet pkt;
 	const char *err;
-	uint8_t hdr[5];
+	uint8_t hdr[4];
 	uint32_t len;
 	size_t used, avail;
 	int rc;
@@ -1482,9 +1502,9 @@ process_input(struct msess *s)
 	s->in_process = true;
 	while (!s->busy && s->state != MS_CLOSING) {
 		avail = evbuffer_get_length(in);
-		if (avail < 5)
+		if (avail < 4)
 			break;
-		evbuffer_copyout(in, hdr, 5);
+		evbuffer_copyout(in, hdr, 4);
 		len = (uint32_t)hdr[0] << 24 | (uint32_t)hdr[1] << 16 |
 		    (uint32_t)hdr[2] << 8 | hdr[3];
 		if (len == 0 || len - 1 > SL_MILTER_RECV_MAX) {
@@ -1501,9 +1521,16 @@ process_input(struct msess *s)
 		evbuffer_copyout(in, s->pkt, (size_t)len + 4);
 		rc = sl_milter_frame(s->pkt, (size_t)len + 4,
 		    SL_MILTER_RECV_MAX, &pkt, &used, &err);
-		if (rc != 1 ||
-		    sl_milter_decode_command(&pkt, &s->m, &err) == -1) {
-			protocol_error(s, rc == 1 ? err : "bad framing");
+		if (rc != 1) {
+			protocol_error(s, err);
+			break;
+		}
+		if (sl_milter_decode_command(&pkt, &s->m, &err) == -1) {
+			char what[128];
+
+			snprintf(what, sizeof(what), "%s (0x%02x): %s",
+			    sl_milter_command_name(pkt.cmd), pkt.cmd, err);
+			protocol_error(s, what);
 			break;
 		}
 		dispatch(s);
@@ -1514,5 +1541,13 @@ process_input(struct msess *s)
 		evbuffer_drain(in, used);
 	}
 	s->in_process = false;
+	if (s->busy != s->read_paused && s->state != MS_CLOSING) {
+		/* While a plugin works the MTA waits for us: no read timeout.
+		 */
+		struct timeval tv = sl_timeval_ms(s->set->milter_timeout_ms);
+
+		s->read_paused = s->busy;
+		bufferevent_set_timeouts(s->bev, s->busy ? NULL : &tv, &tv);
+	}
 	flush_out(s);
 }

@@ -431,6 +431,10 @@ headers_data_post(void *state, struct sl_hookctx *ctx)
 		return SL_DENY;
 	if (st->max_received > 0) {
 		n = sl_txn_header_count_name(txn, "Received");
+		/* A milter is not shown the MTA's own Received: (smtpd's
+		 * is in the list): count it, so both front ends agree. */
+		if (sl_conn_front_end(sl_hook_conn(ctx)) == SL_FRONT_MILTERD)
+			n++;
 		if (n > st->max_received) {
 			sl_hook_log(ctx, LOG_INFO,
 			    "verdict=deny reason=hops received=%zu max=%u", n,

@@ -183,6 +183,7 @@ struct sl_conn {
 	bool tls;
 	bool relay_client;
 	bool closing; /* no more hooks may start */
+	bool discard; /* DISCARD at connect/helo: every message is dropped */
 	unsigned int txn_count;
 	struct sl_txn *txn;
 	struct sl_kv *notes;

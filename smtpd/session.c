@@ -396,7 +396,8 @@ connect_done(struct sl_conn *c, enum sl_verdict v, const struct sl_reply *r,
 	struct smtp *s = arg;
 	const char *text;
 
-	(void)c;
+	if (v == SL_DISCARD)
+		c->discard = true; /* every message of the session */
 	if (v == SL_DENY || v == SL_DENY_DISCONNECT) {
 		text = r->text[0] != '\0' ? r->text : "Service refused";
 		if (v == SL_DENY_DISCONNECT) {
@@ -561,6 +562,8 @@ helo_done(struct sl_conn *c, enum sl_verdict v, const struct sl_reply *r,
 		if (reply_verdict(s, v, r, 550, "5.7.1", "HELO rejected"))
 			return;
 	} else {
+		if (v == SL_DISCARD)
+			c->discard = true;
 		free(c->helo);
 		c->helo = sl_xstrdup(s->args.arg);
 		s->greeted = true;
@@ -698,7 +701,7 @@ mail_done(struct sl_conn *c, enum sl_verdict v, const struct sl_reply *r,
 		s->txn_utf8 = utf8;
 		t = sl_conn_begin_txn(c);
 		sl_txn_set_sender(t, s->path.addr, s->params_joined);
-		if (v == SL_DISCARD)
+		if (v == SL_DISCARD || c->discard)
 			t->discard = true;
 		sl_log(LOG_INFO, c->id, "mail from=<%s> txn=%s", s->path.addr,
 		    t->id);
@@ -1060,7 +1063,6 @@ data_done(struct sl_conn *c, enum sl_verdict v, const struct sl_reply *r,
 {
 	struct smtp *s = arg;
 
-	(void)c;
 	if (sl_verdict_is_deny(v)) {
 		s->state = ST_CMD;
 		if (reply_verdict(s, v, r, 554, "5.7.1", "Data rejected"))
@@ -1068,6 +1070,8 @@ data_done(struct sl_conn *c, enum sl_verdict v, const struct sl_reply *r,
 		process_input(s);
 		return;
 	}
+	if (v == SL_DISCARD)
+		c->txn->discard = true;
 	content_begin(s, true);
 	reply(s, 354, "", "End data with <CR><LF>.<CR><LF>");
 	s->data_timer =

@@ -9,16 +9,32 @@ Script lines (one packet each, '#' comments):
     C host 4 1234 192.0.2.1   CONNECT (family U: just "C host U")
     H helo.example
     M <a@b> SIZE=10            (R likewise)
-    T | N | E | A | Q | K      no data
+    T | N | A | Q | K          no data
+    E [text]                   end of body; text (escapes allowed) is sent
+                               as data in the packet, which MTAs never do
     L Subject value with spaces
     B text with \\r\\n escapes
     RAW 00 00 00 01 41         exact bytes (hex)
+    PKT X data\\0with escapes   one packet: command byte X, the unescaped
+                               data, the length computed (\\0 before a
+                               digit reads as octal: write \\x00 there)
+    FILL X N [HH]              one packet: command byte X and N data bytes
+                               (0x78 'x', or the byte HH in hex)
     READ                       wait for one reply packet, print it
     READALL                    read until a final reply, print each
+    READO                      read one packet; an 'O' answer is printed
+                               decoded: "O version=V actions=0xA
+                               protocol=0xP" then " stageN=list" for each
+                               macro list
+    SHUT                       half-close: shutdown(SHUT_WR), reads go on
     WAIT secs                  sleep
+    NEW [label]                close the connection and open a new one;
+                               prints "== label"
 Every reply is printed as one line: the code letter and its data, with
 non-printable bytes escaped; "EOF" when the filter closed the socket,
-"TIMEOUT" when nothing came within --timeout seconds.
+"TIMEOUT" when nothing came within --timeout seconds.  After EOF or
+TIMEOUT the rest of that connection's script is skipped: the script
+stops, or goes on at the next NEW.
 """
 import socket
 import struct
@@ -75,10 +91,20 @@ def build(line):
         return pkt("L", unesc(parts[1]) + b"\0" + unesc(" ".join(parts[2:])) + b"\0")
     if op == "B":
         return pkt("B", unesc(rest))
-    if op in ("T", "N", "E", "A", "Q", "K"):
+    if op == "E":
+        return pkt("E", unesc(rest))
+    if op in ("T", "N", "A", "Q", "K"):
         return pkt(op)
     if op == "RAW":
         return bytes(int(x, 16) for x in parts[1:])
+    if op == "PKT":
+        code = parts[1].encode()
+        if len(code) != 1:
+            raise SystemExit("miltraw: PKT needs a one-byte command: " + line)
+        return pkt(parts[1], unesc(line[len(op) + 3:].lstrip(" ")))
+    if op == "FILL":
+        fill = bytes([int(parts[3], 16)]) if len(parts) > 3 else b"x"
+        return pkt(parts[1], fill * int(parts[2], 0))
     raise SystemExit("miltraw: bad line: " + line)
 
 
@@ -109,15 +135,42 @@ class Conn:
         return p
 
 
+def show_optneg(p):
+    if p[:1] != b"O" or len(p) < 13:
+        return chr(p[0]) + " " + esc(p[1:]) if len(p) > 1 else chr(p[0])
+    v, a, pr = struct.unpack(">III", p[1:13])
+    out = "O version=%d actions=0x%x protocol=0x%x" % (v, a, pr)
+    rest = p[13:]
+    while len(rest) >= 4:
+        (st,) = struct.unpack(">I", rest[:4])
+        lst, _, rest = rest[4:].partition(b"\0")
+        out += " stage%d=%s" % (st, esc(lst))
+    return out
+
+
 def main():
     timeout = 10.0
     args = sys.argv[1:]
     if args and args[0].startswith("--timeout="):
         timeout = float(args.pop(0).split("=", 1)[1])
-    c = Conn(args[0], timeout)
-    for line in sys.stdin.read().splitlines():
-        line = line.strip()
-        if not line or line.startswith("#"):
+    target = args[0]
+    lines = [ln.strip() for ln in sys.stdin.read().splitlines()]
+    lines = [ln for ln in lines if ln and not ln.startswith("#")]
+    # The first connection is opened at once, unless the script starts
+    # with NEW (so that every session of the script is one of its NEWs).
+    c = None if lines and lines[0].split(" ")[0] == "NEW" else \
+        Conn(target, timeout)
+    skipping = False
+    for line in lines:
+        if line.split(" ")[0] == "NEW":
+            if c is not None:
+                c.s.close()
+            print("== " + (line[4:].strip() or "NEW"))
+            sys.stdout.flush()
+            c = Conn(target, timeout)
+            skipping = False
+            continue
+        if skipping:
             continue
         try:
             if line == "READ" or line == "READALL":
@@ -126,21 +179,26 @@ def main():
                     print(chr(p[0]) + " " + esc(p[1:]) if len(p) > 1 else chr(p[0]))
                     if line == "READ" or p[0] in FINAL:
                         break
+            elif line == "READO":
+                print(show_optneg(c.read()))
+            elif line == "SHUT":
+                c.s.shutdown(socket.SHUT_WR)
             elif line.startswith("WAIT"):
                 time.sleep(float(line.split()[1]))
             else:
                 c.s.sendall(build(line))
         except EOFError:
             print("EOF")
-            return
+            skipping = True
         except socket.timeout:
             print("TIMEOUT")
-            return
+            skipping = True
         except (BrokenPipeError, ConnectionResetError):
             print("EOF")
-            return
+            skipping = True
         sys.stdout.flush()
-
+    if c is not None:
+        c.s.close()
 
 if __name__ == "__main__":
     main()

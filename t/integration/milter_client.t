@@ -321,6 +321,7 @@ like "$OUT:$RC" '^sessions=10 ok=0 rejected=0 tempfailed=0 errors=10 .*:1$' \
 # A raw peer that breaks the protocol: 'c' instead of the 'O' answer, or a
 # modification outside end of message.
 fake_peer() {
+	: >"$RUN/fake.out" # before the job starts: no stale READY to see
 	"$SLUICE_PYTHON" - "$MPORT" "$1" >"$RUN/fake.out" 2>&1 <<'EOF' &
 import socket, struct, sys
 port, mode = int(sys.argv[1]), sys.argv[2]

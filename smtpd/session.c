@@ -556,24 +556,25 @@ helo_done(struct sl_conn *c, enum sl_verdict v, const struct sl_reply *r,
     void *arg)
 {
 	struct smtp *s = arg;
+	char *helo = (char *)(uintptr_t)s->args.arg;
 
 	s->state = ST_CMD;
+	s->args.arg = NULL;
 	if (sl_verdict_is_deny(v)) {
+		free(helo);
 		if (reply_verdict(s, v, r, 550, "5.7.1", "HELO rejected"))
 			return;
 	} else {
 		if (v == SL_DISCARD)
 			c->discard = true;
 		free(c->helo);
-		c->helo = sl_xstrdup(s->args.arg);
+		c->helo = helo;
 		s->greeted = true;
 		if (s->esmtp)
 			ehlo_reply(s);
 		else
 			out(s, "250 %s", s->set->hostname);
 	}
-	free((char *)(uintptr_t)s->args.arg);
-	s->args.arg = NULL;
 	process_input(s);
 }
 

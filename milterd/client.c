@@ -698,6 +698,35 @@ print_verdict(const struct session *s, const char *label, const char *word,
 	putchar('\n');
 }
 
+/* A final reply's verdict and its word; -1 if code is not final. */
+static int
+final_reply(uint8_t code, enum verdict *v_r, const char **word_r)
+{
+	static const struct {
+		uint8_t code;
+		enum verdict v;
+		const char *word;
+	} finals[] = {
+		{ SL_SMFIR_CONTINUE, V_CONTINUE, "continue" },
+		{ SL_SMFIR_SKIP, V_SKIP, "skip" },
+		{ SL_SMFIR_ACCEPT, V_ACCEPT, "accept" },
+		{ SL_SMFIR_REJECT, V_REJECT, "reject" },
+		{ SL_SMFIR_TEMPFAIL, V_TEMPFAIL, "tempfail" },
+		{ SL_SMFIR_DISCARD, V_DISCARD, "discard" },
+		{ SL_SMFIR_REPLYCODE, V_REJECT, "reject" },
+		{ SL_SMFIR_SHUTDOWN, V_SHUTDOWN, "shutdown" },
+	};
+	size_t i;
+
+	for (i = 0; i < sizeof(finals) / sizeof(finals[0]); i++)
+		if (finals[i].code == code) {
+			*v_r = finals[i].v;
+			*word_r = finals[i].word;
+			return 0;
+		}
+	return -1;
+}
+
 /*
  * Reads replies to command cmd until a final one.  Progress is accepted
  * anywhere (each packet restarts the read timer); modifications and
@@ -709,7 +738,7 @@ read_reply(struct session *s, uint8_t cmd, const char *label)
 	struct sl_milter_packet pkt;
 	struct sl_milter_msg m;
 	enum verdict v;
-	const char *err;
+	const char *err, *word;
 	char what[64];
 	size_t used;
 
@@ -746,46 +775,18 @@ read_reply(struct session *s, uint8_t cmd, const char *label)
 			continue;
 		}
 		end_replbody(s);
-		switch (m.code) {
-		case SL_SMFIR_CONTINUE:
-			v = V_CONTINUE;
-			print_verdict(s, label, "continue", NULL);
-			break;
-		case SL_SMFIR_SKIP:
-			v = V_SKIP;
-			print_verdict(s, label, "skip", NULL);
-			break;
-		case SL_SMFIR_ACCEPT:
-			v = V_ACCEPT;
-			print_verdict(s, label, "accept", NULL);
-			break;
-		case SL_SMFIR_REJECT:
-			v = V_REJECT;
-			print_verdict(s, label, "reject", NULL);
-			break;
-		case SL_SMFIR_TEMPFAIL:
-			v = V_TEMPFAIL;
-			print_verdict(s, label, "tempfail", NULL);
-			break;
-		case SL_SMFIR_DISCARD:
-			v = V_DISCARD;
-			print_verdict(s, label, "discard", NULL);
-			break;
-		case SL_SMFIR_REPLYCODE:
-			v = m.str[0] == '5' ? V_REJECT : V_TEMPFAIL;
-			print_verdict(s, label,
-			    v == V_REJECT ? "reject" : "tempfail", m.str);
-			break;
-		case SL_SMFIR_SHUTDOWN:
-			v = V_SHUTDOWN;
-			print_verdict(s, label, "shutdown", NULL);
-			break;
-		default:
+		if (final_reply(m.code, &v, &word) == -1) {
 			sess_error(s,
 			    "protocol error in %s: unexpected 0x%02x (%s)",
 			    what, m.code, sl_milter_reply_name(m.code));
 			return V_ERROR;
 		}
+		if (m.code == SL_SMFIR_REPLYCODE) {
+			v = m.str[0] == '5' ? V_REJECT : V_TEMPFAIL;
+			word = v == V_REJECT ? "reject" : "tempfail";
+		}
+		print_verdict(s, label, word,
+		    m.code == SL_SMFIR_REPLYCODE ? m.str : NULL);
 		consume_in(s, used);
 		return v;
 	}

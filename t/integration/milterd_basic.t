@@ -6,7 +6,7 @@
 . "${SLUICE_SRC:-${0%/*}/../..}/t/lib.sh" || exit 1
 [ -x "$SLUICE_BUILD/sluice-milterd" ] || skip_all "sluice-milterd not built"
 setup_run
-plan 30
+plan 31
 
 M="$SLUICE_BUILD/sluice-milterd"
 
@@ -172,5 +172,19 @@ out=$("$SLUICE_BUILD/sluice-milter-client" -s "inet:$P@127.0.0.1" -r bad@sluice.
 is "$?" 2 "client: every recipient refused: exit 2"
 out=$("$SLUICE_BUILD/sluice-milter-client" -s "inet:$P@127.0.0.1" -n 200 -j 4 "$RUN/msg")
 like "$out" '^sessions=200 ok=200 rejected=0 tempfailed=0 errors=0 ' "client: 200 concurrent sessions all accepted"
+milterd_stop
+# --- inet6: ------------------------------------------------------------------------
+P=$(free_port)
+write_conf "$RUN/v6.conf" <<EOF
+milter_listen inet6:$P@::1
+EOF
+milterd_start "$RUN/v6.conf"
+out=$(miltraw --timeout=5 "::1:$P" <<EOF
+O 6 0x1ff 0x1fffff
+READ
+Q
+EOF
+)
+like "$out" '^O \\0\\0\\0\\x06' "inet6:PORT@::1 listens and negotiates"
 milterd_stop
 done_testing

@@ -380,6 +380,67 @@ sl_timer_cancel(struct sl_timer **tp)
 	*tp = NULL;
 }
 
+/* --- socket readiness for plugins ------------------------------------- */
+
+struct sl_io {
+	struct event *ev;
+	sl_io_fn fn;
+	void *arg;
+};
+
+static void
+io_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct sl_io *io = arg;
+	sl_io_fn fn = io->fn;
+	void *farg = io->arg;
+	unsigned int w = 0;
+
+	(void)fd;
+	if ((what & EV_READ) != 0)
+		w |= SL_IO_READ;
+	if ((what & EV_WRITE) != 0)
+		w |= SL_IO_WRITE;
+	if ((what & EV_TIMEOUT) != 0)
+		w |= SL_IO_TIMEOUT;
+	event_free(io->ev);
+	free(io);
+	fn(farg, w);
+}
+
+struct sl_io *
+sl_conn_io_wait(struct sl_conn *c, int fd, unsigned int what,
+    unsigned int timeout_ms, sl_io_fn fn, void *arg)
+{
+	struct sl_io *io;
+	struct timeval tv;
+	short ev = 0;
+
+	if ((what & SL_IO_READ) != 0)
+		ev |= EV_READ;
+	if ((what & SL_IO_WRITE) != 0)
+		ev |= EV_WRITE;
+	io = sl_xmalloc(sizeof(*io));
+	io->fn = fn;
+	io->arg = arg;
+	io->ev = event_new(c->loop->base, ev != 0 ? fd : -1, ev, io_cb, io);
+	if (io->ev == NULL)
+		sl_panic("event_new failed");
+	tv = sl_timeval_ms(timeout_ms);
+	event_add(io->ev, timeout_ms != 0 ? &tv : NULL);
+	return io;
+}
+
+void
+sl_io_cancel(struct sl_io **iop)
+{
+	if (*iop == NULL)
+		return;
+	event_free((*iop)->ev);
+	free(*iop);
+	*iop = NULL;
+}
+
 /* --- per-IP accounting ------------------------------------------------- */
 
 #define IPC_BUCKETS 1024

@@ -194,6 +194,26 @@ struct sl_timer *sl_hook_timer(struct sl_hookctx *ctx, unsigned int ms,
     sl_work_fn fn, void *arg);
 void sl_timer_cancel(struct sl_timer **tp);
 
+/*
+ * Socket readiness on the connection's loop thread, for plugins that talk
+ * to a server themselves (a hosted milter, a resolver): fn(arg, what) is
+ * called once, when fd is readable (SL_IO_READ) or writable (SL_IO_WRITE)
+ * as asked, or with SL_IO_TIMEOUT after timeout_ms (0 = no timeout).
+ * One-shot: wait again for more.  sl_io_cancel() drops a wait that has
+ * not fired (and sets *iop = NULL); a wait that fired is freed by the
+ * core.  The descriptor stays the plugin's to close.
+ */
+enum {
+	SL_IO_READ = 1 << 0,
+	SL_IO_WRITE = 1 << 1,
+	SL_IO_TIMEOUT = 1 << 2,
+};
+struct sl_io;
+typedef void (*sl_io_fn)(void *arg, unsigned int what);
+struct sl_io *sl_conn_io_wait(struct sl_conn *c, int fd, unsigned int what,
+    unsigned int timeout_ms, sl_io_fn fn, void *arg);
+void sl_io_cancel(struct sl_io **iop);
+
 /* --- connection ------------------------------------------------------ */
 
 const char *sl_conn_id(const struct sl_conn *c);

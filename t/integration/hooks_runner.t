@@ -8,7 +8,7 @@
 
 [ -f "$SLUICE_BUILD/t/plugins/test_hooks.so" ] ||
 	skip_all "test plugin not built ($SLUICE_BUILD/t/plugins/test_hooks.so)"
-plan 41
+plan 43
 setup_run
 MD=$RUN/Maildir
 
@@ -255,6 +255,24 @@ like "$log" 'macro \{client_addr\}=127\.0\.0\.1' "smtpd: {client_addr}"
 like "$log" 'macro \{mail_addr\}=alice@sender\.test' "smtpd: {mail_addr}"
 like "$log" 'macro i=[0-9A-F]+\.1' "smtpd: i is the transaction id"
 like "$log" 'macro \{auth_authen\}=\(none\)' "smtpd: no {auth_authen} without AUTH"
+
+# --- sl_conn_io_wait: socket readiness for plugins ------------------------------
+start <<EOF
+local_domains sluice.test
+plugin test_hooks name=io hook=rcpt action=io verdict=deny match=io
+plugin test_hooks name=iot hook=rcpt action=io_timeout delay=200ms verdict=denysoft match=slow
+plugin queue/discard
+EOF
+out=$(smtp_chat <<'EOF'
+EHLO client.test
+MAIL FROM:<alice@sender.test>
+RCPT TO:<io@sluice.test>
+RCPT TO:<slow@sluice.test>
+QUIT
+EOF
+)
+like "$out" '550 5\.7\.1 io read' "io wait: writable, then readable, then the verdict"
+like "$out" '451 4\.7\.1 io timeout' "io wait on a silent socket: times out, then the verdict"
 
 # --- start-up errors ----------------------------------------------------------
 sluice_stop

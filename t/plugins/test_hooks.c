@@ -14,6 +14,11 @@
  *          pending          (resume after delay= ms with verdict=)
  *          pending_twice    (resume twice: the second must be harmless)
  *          worker           (sleep delay= ms on the worker pool, then verdict=)
+ *          io               (a socketpair through sl_conn_io_wait: wait
+ *                            writable, write, wait readable, read, then
+ *                            verdict=)
+ *          io_timeout       (wait readable on a silent socket for delay=
+ *                            ms: must time out, then verdict=)
  *          edit             (data_post: edits from the comma-separated
  *                            edit= list: add insert change delete body
  *                            smuggle addrcpt delrcpt chgfrom quarantine;
@@ -23,12 +28,15 @@
  * match=   act only when the hook's argument (address, HELO, header name,
  *          command line; the client address at connect) contains this text
  */
+#include <sys/socket.h>
+
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <syslog.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <sluice/plugin.h>
 
@@ -41,7 +49,7 @@ static const char *const verdict_choices[] = { "declined", "ok", "deny",
 static const char *const action_choices[] = { "declined", "ok", "deny",
 	"denysoft", "deny_disconnect", "denysoft_disconnect", "discard", "done",
 	"error", "invalid", "pending_forever", "pending", "pending_twice",
-	"worker", "edit", NULL };
+	"worker", "edit", "io", "io_timeout", NULL };
 
 enum action {
 	A_DECLINED,
@@ -59,6 +67,8 @@ enum action {
 	A_PENDING_TWICE,
 	A_WORKER,
 	A_EDIT,
+	A_IO,
+	A_IO_TIMEOUT,
 };
 
 struct th {
@@ -139,6 +149,57 @@ later_fire(void *arg)
 		sl_async_done(&l->a, SL_DENY);
 	}
 	free(l);
+}
+
+/* The io actions: a socketpair and one wait after another. */
+struct io_test {
+	struct sl_async *a;
+	struct sl_conn *conn; /* valid while the hook waits (a is live) */
+	enum sl_verdict v;
+	int sv[2];
+	bool timeout_test;
+};
+
+static void
+io_finish(struct io_test *t, enum sl_verdict v, const char *how)
+{
+	sl_async_reply(t->a, 0, NULL, "io %s", how);
+	sl_async_done(&t->a, v);
+	close(t->sv[0]);
+	close(t->sv[1]);
+	free(t);
+}
+
+static void
+io_readable(void *arg, unsigned int what)
+{
+	struct io_test *t = arg;
+	char c;
+
+	if (t->timeout_test) {
+		io_finish(t, what == SL_IO_TIMEOUT ? t->v : SL_ERROR,
+		    what == SL_IO_TIMEOUT ? "timeout" : "unexpected");
+		return;
+	}
+	if (what != SL_IO_READ || read(t->sv[1], &c, 1) != 1 || c != 'x') {
+		io_finish(t, SL_ERROR, "read failed");
+		return;
+	}
+	io_finish(t, t->v, "read");
+}
+
+static void
+io_writable(void *arg, unsigned int what)
+{
+	struct io_test *t = arg;
+
+	if (!sl_async_is_live(t->a) || what != SL_IO_WRITE ||
+	    write(t->sv[0], "x", 1) != 1) {
+		io_finish(t, SL_ERROR, "write failed");
+		return;
+	}
+	(void)sl_conn_io_wait(t->conn, t->sv[1], SL_IO_READ, 5000, io_readable,
+	    t);
 }
 
 static void
@@ -273,6 +334,28 @@ th_hook(void *state, struct sl_hookctx *ctx)
 		l->a = sl_async_begin(ctx);
 		sl_conn_data_set(sl_hook_conn(ctx), l, l, release_forever);
 		return SL_PENDING;
+	case A_IO:
+	case A_IO_TIMEOUT: {
+		struct io_test *t = calloc(1, sizeof(*t));
+
+		if (t == NULL ||
+		    socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0,
+		        t->sv) == -1) {
+			free(t);
+			return SL_ERROR;
+		}
+		t->a = sl_async_begin(ctx);
+		t->conn = sl_hook_conn(ctx);
+		t->v = (enum sl_verdict)th->verdict;
+		t->timeout_test = th->action == A_IO_TIMEOUT;
+		if (t->timeout_test)
+			(void)sl_conn_io_wait(sl_hook_conn(ctx), t->sv[1],
+			    SL_IO_READ, th->delay_ms, io_readable, t);
+		else
+			(void)sl_conn_io_wait(sl_hook_conn(ctx), t->sv[0],
+			    SL_IO_WRITE, 5000, io_writable, t);
+		return SL_PENDING;
+	}
 	case A_EDIT:
 		if (sl_hook_txn(ctx) != NULL)
 			do_edits(th, sl_hook_txn(ctx));

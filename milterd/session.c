@@ -188,6 +188,13 @@ wants_reply(const struct msess *s, uint8_t cmd)
 	return cmd == 'E';
 }
 
+/* A denial, or a plugin's own 4xx/5xx reply (DONE). */
+static bool
+is_refusal(enum sl_verdict v, const struct sl_reply *r)
+{
+	return sl_verdict_is_deny(v) || (v == SL_DONE && r->code >= 400);
+}
+
 /*
  * The reply to an event for a chain's verdict.  A milter cannot drop the
  * client: the _DISCONNECT verdicts become plain denials (a plugin's own
@@ -206,7 +213,7 @@ reply_verdict(struct msess *s, uint8_t cmd, enum sl_verdict v,
 		v = SL_DENY;
 	else if (v == SL_DENYSOFT_DISCONNECT)
 		v = SL_DENYSOFT;
-	if (sl_verdict_is_deny(v) || (v == SL_DONE && r->code >= 400)) {
+	if (is_refusal(v, r)) {
 		sl_verdict_reply(v, r, 550, "5.7.1", "Rejected by policy",
 		    &code, &enh, &text);
 		if (!wants_reply(s, cmd)) {
@@ -786,8 +793,7 @@ mail_done(struct sl_conn *c, enum sl_verdict v, const struct sl_reply *r,
 	const char *qid = macro(s, "i");
 
 	s->busy = false;
-	if (sl_verdict_is_deny(v) ||
-	    (v == SL_DONE && r->code >= 400 && r->code < 600)) {
+	if (is_refusal(v, r)) {
 		reply_verdict(s, 'M', v, r);
 		s->state = MS_HELO;
 		process_input(s);
@@ -832,8 +838,7 @@ rcpt_done(struct sl_conn *c, enum sl_verdict v, const struct sl_reply *r,
 	struct rrcpt *rr;
 
 	s->busy = false;
-	if (sl_verdict_is_deny(v) ||
-	    (v == SL_DONE && r->code >= 400 && r->code < 600)) {
+	if (is_refusal(v, r)) {
 		sl_log(LOG_INFO, c->id, "rcpt to=<%s> refused", s->args.arg);
 		reply_verdict(s, 'R', v, r);
 		process_input(s);
@@ -866,10 +871,6 @@ ev_rcpt(struct msess *s)
 
 	s->state = MS_RCPT;
 	addr = strip_path(s, s->m.argv[0]);
-	if (c->txn == NULL) {
-		protocol_error(s, "RCPT without a transaction");
-		return;
-	}
 	if (c->deferred && !c->relay_client) {
 		sl_log(LOG_INFO, c->id, "rcpt to=<%s> refused reason=deferred",
 		    addr);
@@ -1282,8 +1283,7 @@ eom_done(struct sl_conn *c, enum sl_verdict v, const struct sl_reply *r,
 
 	s->busy = false;
 	sl_timer_cancel(&s->progress);
-	if (sl_verdict_is_deny(v) || (v == SL_DONE && r->code >= 400) ||
-	    v == SL_DISCARD || t->discard) {
+	if (is_refusal(v, r) || v == SL_DISCARD || t->discard) {
 		sl_log(LOG_INFO, c->id, "txn=%s %s", t->id,
 		    v == SL_DISCARD || t->discard ? "discarded" : "refused");
 		reply_verdict(s, 'E', v, r);
@@ -1436,7 +1436,6 @@ dispatch(struct msess *s)
 	case 'M':
 		if (abort_txn(s))
 			return;
-		txn_forget(s);
 		ev_mail(s);
 		break;
 	case 'R':
@@ -1504,14 +1503,15 @@ process_input(struct msess *s)
 		avail = evbuffer_get_length(in);
 		if (avail < 4)
 			break;
+		/* The codec judges the length from its 4 bytes alone. */
 		evbuffer_copyout(in, hdr, 4);
-		len = (uint32_t)hdr[0] << 24 | (uint32_t)hdr[1] << 16 |
-		    (uint32_t)hdr[2] << 8 | hdr[3];
-		if (len == 0 || len - 1 > SL_MILTER_RECV_MAX) {
-			protocol_error(s,
-			    len == 0 ? "packet length 0" : "packet too large");
+		if (sl_milter_frame(hdr, 4, SL_MILTER_RECV_MAX, &pkt, &used,
+		        &err) == -1) {
+			protocol_error(s, err);
 			break;
 		}
+		len = (uint32_t)hdr[0] << 24 | (uint32_t)hdr[1] << 16 |
+		    (uint32_t)hdr[2] << 8 | hdr[3];
 		if (avail < (size_t)len + 4)
 			break;
 		if (s->pkt_alloc < (size_t)len + 4) {

@@ -146,7 +146,7 @@ sl_milter_frame(const uint8_t *in, size_t len, size_t max_data,
 		return -1;
 	}
 	if ((size_t)declared - 1 > max_data) {
-		*error_r = "packet longer than the limit";
+		*error_r = "packet too large";
 		return -1;
 	}
 	if (len - 4 < declared)

@@ -132,45 +132,6 @@ struct session {
 	struct sl_milter_buf replbody; /* its text, with -v */
 };
 
-/* One row per event: its suppression bits and the macro stage it uses. */
-struct event_def {
-	uint8_t cmd;
-	uint32_t no_bit, nr_bit;
-	int mstage; /* SL_SMFIM_* list used for its D packet */
-};
-
-static const struct event_def events[] = {
-	{ SL_SMFIC_CONNECT, SL_SMFIP_NOCONNECT, SL_SMFIP_NR_CONN,
-	    SL_SMFIM_CONNECT },
-	{ SL_SMFIC_HELO, SL_SMFIP_NOHELO, SL_SMFIP_NR_HELO, SL_SMFIM_HELO },
-	{ SL_SMFIC_MAIL, SL_SMFIP_NOMAIL, SL_SMFIP_NR_MAIL, SL_SMFIM_ENVFROM },
-	{ SL_SMFIC_RCPT, SL_SMFIP_NORCPT, SL_SMFIP_NR_RCPT, SL_SMFIM_ENVRCPT },
-	{ SL_SMFIC_DATA, SL_SMFIP_NODATA, SL_SMFIP_NR_DATA, SL_SMFIM_DATA },
-	{ SL_SMFIC_HEADER, SL_SMFIP_NOHDRS, SL_SMFIP_NR_HDR, SL_SMFIM_EOH },
-	{ SL_SMFIC_EOH, SL_SMFIP_NOEOH, SL_SMFIP_NR_EOH, SL_SMFIM_EOH },
-	{ SL_SMFIC_BODY, SL_SMFIP_NOBODY, SL_SMFIP_NR_BODY, SL_SMFIM_EOM },
-	{ SL_SMFIC_BODYEOB, 0, 0, SL_SMFIM_EOM },
-};
-
-/*
- * Postfix's default macro lists (protocol reference 7.2), plus
- * {client_addr} at CONNECT.  Only macros with a value are sent.
- */
-static const char *const default_macros[SL_SMFIM_MAX][8] = {
-	[SL_SMFIM_CONNECT] = { "j", "{daemon_name}", "{daemon_addr}", "v", "_",
-	    "{client_addr}", NULL },
-	[SL_SMFIM_HELO] = { "{tls_version}", "{cipher}", "{cipher_bits}",
-	    "{cert_subject}", "{cert_issuer}", NULL },
-	[SL_SMFIM_ENVFROM] = { "i", "{auth_type}", "{auth_authen}",
-	    "{auth_author}", "{mail_addr}", "{mail_host}", "{mail_mailer}",
-	    NULL },
-	[SL_SMFIM_ENVRCPT] = { "i", "{rcpt_addr}", "{rcpt_host}",
-	    "{rcpt_mailer}", NULL },
-	[SL_SMFIM_DATA] = { "i", NULL },
-	[SL_SMFIM_EOM] = { "i", NULL },
-	[SL_SMFIM_EOH] = { "i", NULL },
-};
-
 static pthread_mutex_t stats_lock = PTHREAD_MUTEX_INITIALIZER;
 static long next_session, n_ok, n_rejected, n_tempfailed, n_errors;
 static long errors_shown;
@@ -515,8 +476,8 @@ in_default_lists(const char *name)
 	size_t st, i;
 
 	for (st = 0; st < SL_SMFIM_MAX; st++)
-		for (i = 0; default_macros[st][i] != NULL; i++)
-			if (strcmp(default_macros[st][i], name) == 0)
+		for (i = 0; sl_milter_default_macros[st][i] != NULL; i++)
+			if (strcmp(sl_milter_default_macros[st][i], name) == 0)
 				return true;
 	return false;
 }
@@ -552,8 +513,8 @@ put_macros(struct session *s, uint8_t cmd, int mstage)
 			values[n++] = macro_value(s, norm);
 		}
 	} else {
-		for (i = 0; default_macros[mstage][i] != NULL; i++) {
-			names[n] = default_macros[mstage][i];
+		for (i = 0; sl_milter_default_macros[mstage][i] != NULL; i++) {
+			names[n] = sl_milter_default_macros[mstage][i];
 			values[n] = macro_value(s, names[n]);
 			n++;
 		}
@@ -799,17 +760,6 @@ struct chunk {
 	size_t len;
 };
 
-static const struct event_def *
-event_def(uint8_t cmd)
-{
-	size_t i;
-
-	for (i = 0; i < SL_NELEM(events); i++)
-		if (events[i].cmd == cmd)
-			return &events[i];
-	return NULL;
-}
-
 static int
 put_command(struct session *s, uint8_t cmd, const void *arg)
 {
@@ -852,7 +802,7 @@ put_command(struct session *s, uint8_t cmd, const void *arg)
 static enum verdict
 event(struct session *s, uint8_t cmd, const char *label, const void *arg)
 {
-	const struct event_def *ev = event_def(cmd);
+	const struct sl_milter_event *ev = sl_milter_event_of(cmd);
 
 	if (put_macros(s, cmd, ev->mstage) < 0)
 		return V_ERROR;

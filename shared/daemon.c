@@ -464,3 +464,71 @@ sl_daemon_main(const struct sl_daemon *d, int argc, char **argv)
 	sl_log(LOG_INFO, NULL, "stopped");
 	return 0;
 }
+
+/* --- milter socket specs ----------------------------------------------- */
+
+int
+sl_milter_spec_parse(const char *what, const char *spec,
+    struct sl_milter_spec *ms, char **error_r)
+{
+	const char *rest, *at;
+
+	memset(ms, 0, sizeof(*ms));
+	if (strncmp(spec, "unix:", 5) == 0 || strncmp(spec, "local:", 6) == 0) {
+		rest = strchr(spec, ':') + 1;
+		if (rest[0] != '/') {
+			*error_r = sl_xasprintf(
+			    "%s %s: the socket path must be absolute", what,
+			    spec);
+			return -1;
+		}
+		ms->is_unix = true;
+		ms->path = sl_xstrdup(rest);
+		return 0;
+	}
+	if (strncmp(spec, "inet:", 5) == 0)
+		rest = spec + 5;
+	else if (strncmp(spec, "inet6:", 6) == 0) {
+		rest = spec + 6;
+		ms->inet6 = true;
+	}
+	else {
+		*error_r = sl_xasprintf("%s %s: expected inet:PORT@HOST, "
+		                        "inet6:PORT@HOST or unix:/path",
+		    what, spec);
+		return -1;
+	}
+	at = strchr(rest, '@');
+	if (at != NULL) {
+		ms->port = sl_xstrndup(rest, (size_t)(at - rest));
+		ms->host = sl_xstrdup(at + 1);
+		if (ms->host[0] == '[' &&
+		    ms->host[strlen(ms->host) - 1] == ']') {
+			memmove(ms->host, ms->host + 1, strlen(ms->host));
+			ms->host[strlen(ms->host) - 1] = '\0';
+		}
+	} else if (strchr(rest, ':') != NULL) {
+		if (sl_split_hostport(rest, &ms->host, &ms->port) == -1)
+			goto bad;
+	} else {
+		ms->port = sl_xstrdup(rest);
+		ms->host = sl_xstrdup("");
+	}
+	if (ms->port[0] == '\0' ||
+	    strspn(ms->port, "0123456789") != strlen(ms->port))
+		goto bad;
+	return 0;
+bad:
+	free(ms->host);
+	free(ms->port);
+	*error_r = sl_xasprintf("%s %s: bad port or address", what, spec);
+	return -1;
+}
+
+void
+sl_milter_spec_free(struct sl_milter_spec *ms)
+{
+	free(ms->host);
+	free(ms->port);
+	free(ms->path);
+}

@@ -67,4 +67,18 @@ void sl_listen_unix(const char *label, const char *path, mode_t mode,
 /* Whether two string lists hold the same items in the same order. */
 bool sl_strlist_equal(const struct sl_strlist *a, const struct sl_strlist *b);
 
+/*
+ * A milter socket: libmilter's "inet:PORT@HOST", "inet6:PORT@HOST" and
+ * "unix:/path" ("local:/path"), and "inet:HOST:PORT".  host is "" for
+ * any address (a listener) and has no brackets.  Errors read "WHAT SPEC:
+ * reason".  Returns 0 or -1 with *error_r (allocated).
+ */
+struct sl_milter_spec {
+	bool is_unix, inet6;
+	char *host, *port, *path;
+};
+int sl_milter_spec_parse(const char *what, const char *spec,
+    struct sl_milter_spec *ms, char **error_r);
+void sl_milter_spec_free(struct sl_milter_spec *ms);
+
 #endif

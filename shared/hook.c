@@ -31,6 +31,7 @@ struct sl_hookctx {
 
 struct sl_async {
 	struct sl_hookrun *run; /* NULL once the session stopped waiting */
+	unsigned int timeout_ms; /* 0 = the instance's timeout */
 };
 
 struct sl_hookrun {
@@ -42,6 +43,7 @@ struct sl_hookrun {
 	struct sl_hookctx ctx;
 	struct sl_async *async; /* the suspended plugin's handle */
 	struct sl_timer *timer;
+	unsigned int timeout_ms; /* set by sl_async_timeout, or 0 */
 	enum sl_verdict resume_v;
 	bool posted;    /* a resume is queued on the loop */
 	bool abandoned; /* the session ended while it was queued */
@@ -232,7 +234,7 @@ timeout_cb(void *arg)
 	run->timer = NULL;
 	async_kill(run);
 	snprintf(why, sizeof(why), "timed out after %u ms",
-	    run->ctx.inst->timeout_ms);
+	    run->timeout_ms != 0 ? run->timeout_ms : run->ctx.inst->timeout_ms);
 	if (apply_failure(run, why))
 		return;
 	run->idx++;
@@ -258,7 +260,10 @@ run_chain(struct sl_hookrun *run)
 		if (v == SL_PENDING && run->ctx.async != NULL &&
 		    !hook_is_sync(h)) {
 			run->async = run->ctx.async;
-			run->timer = sl_timer_add(c->loop, in->timeout_ms,
+			run->timeout_ms = run->async->timeout_ms;
+			run->timer = sl_timer_add(c->loop,
+			    run->timeout_ms != 0 ? run->timeout_ms
+			                         : in->timeout_ms,
 			    timeout_cb, run);
 			return;
 		}
@@ -430,6 +435,21 @@ sl_async_begin(struct sl_hookctx *ctx)
 	a->run = run;
 	ctx->async = a;
 	return a;
+}
+
+void
+sl_async_timeout(struct sl_async *a, unsigned int ms)
+{
+	struct sl_hookrun *run;
+
+	if (a == NULL || ms == 0)
+		return;
+	a->timeout_ms = ms;
+	if ((run = a->run) == NULL || run->async != a)
+		return; /* still in the hook call: run_chain reads it */
+	run->timeout_ms = ms;
+	sl_timer_cancel(&run->timer);
+	run->timer = sl_timer_add(run->conn->loop, ms, timeout_cb, run);
 }
 
 bool

@@ -1199,6 +1199,48 @@ sl_milter_stage_of(uint8_t cmd)
 	}
 }
 
+static const struct sl_milter_event events[] = {
+	{ SL_SMFIC_CONNECT, SL_SMFIP_NOCONNECT, SL_SMFIP_NR_CONN,
+	    SL_SMFIM_CONNECT, 2 },
+	{ SL_SMFIC_HELO, SL_SMFIP_NOHELO, SL_SMFIP_NR_HELO, SL_SMFIM_HELO, 2 },
+	{ SL_SMFIC_MAIL, SL_SMFIP_NOMAIL, SL_SMFIP_NR_MAIL, SL_SMFIM_ENVFROM,
+	    2 },
+	{ SL_SMFIC_RCPT, SL_SMFIP_NORCPT, SL_SMFIP_NR_RCPT, SL_SMFIM_ENVRCPT,
+	    2 },
+	{ SL_SMFIC_DATA, SL_SMFIP_NODATA, SL_SMFIP_NR_DATA, SL_SMFIM_DATA, 4 },
+	{ SL_SMFIC_HEADER, SL_SMFIP_NOHDRS, SL_SMFIP_NR_HDR, SL_SMFIM_EOH, 2 },
+	{ SL_SMFIC_EOH, SL_SMFIP_NOEOH, SL_SMFIP_NR_EOH, SL_SMFIM_EOH, 2 },
+	{ SL_SMFIC_BODY, SL_SMFIP_NOBODY, SL_SMFIP_NR_BODY, SL_SMFIM_EOM, 2 },
+	{ SL_SMFIC_BODYEOB, 0, 0, SL_SMFIM_EOM, 2 },
+	{ SL_SMFIC_UNKNOWN, SL_SMFIP_NOUNKNOWN, SL_SMFIP_NR_UNKN, -1, 3 },
+};
+
+const struct sl_milter_event *
+sl_milter_event_of(uint8_t cmd)
+{
+	size_t i;
+
+	for (i = 0; i < sizeof(events) / sizeof(events[0]); i++)
+		if (events[i].cmd == cmd)
+			return &events[i];
+	return NULL;
+}
+
+const char *const sl_milter_default_macros[SL_SMFIM_MAX][8] = {
+	[SL_SMFIM_CONNECT] = { "j", "{daemon_name}", "{daemon_addr}", "v", "_",
+	    "{client_addr}", NULL },
+	[SL_SMFIM_HELO] = { "{tls_version}", "{cipher}", "{cipher_bits}",
+	    "{cert_subject}", "{cert_issuer}", NULL },
+	[SL_SMFIM_ENVFROM] = { "i", "{auth_type}", "{auth_authen}",
+	    "{auth_author}", "{mail_addr}", "{mail_host}", "{mail_mailer}",
+	    NULL },
+	[SL_SMFIM_ENVRCPT] = { "i", "{rcpt_addr}", "{rcpt_host}",
+	    "{rcpt_mailer}", NULL },
+	[SL_SMFIM_DATA] = { "i", NULL },
+	[SL_SMFIM_EOM] = { "i", NULL },
+	[SL_SMFIM_EOH] = { "i", NULL },
+};
+
 /* --- macro store -------------------------------------------------------- */
 
 /* Slot of a 'D' stage byte, in event order C H M R T N E; -1 for others. */

@@ -305,6 +305,27 @@ int sl_milter_negotiate_mta(uint32_t offer_version, uint32_t offer_actions,
 /* The SMFIM stage whose macros go with command code cmd, or -1. */
 int sl_milter_stage_of(uint8_t cmd);
 
+/*
+ * MTA side: what goes with each event an MTA sends (C H M R T L N B E U):
+ * the NO* bit that suppresses it, the NR_* bit that makes it go without
+ * a reply (0: none), the SMFIM list for the 'D' packet sent before it (-1:
+ * none, for U), and the first protocol version that has it.  NULL for a
+ * command that is not an event.
+ */
+struct sl_milter_event {
+	uint8_t cmd;
+	uint32_t no_bit, nr_bit;
+	int mstage;
+	uint32_t min_version;
+};
+const struct sl_milter_event *sl_milter_event_of(uint8_t cmd);
+
+/*
+ * Postfix's default macro list per SMFIM stage (protocol reference 7.2),
+ * plus {client_addr} at CONNECT; NULL-terminated.
+ */
+extern const char *const sl_milter_default_macros[SL_SMFIM_MAX][8];
+
 /* --- macro store (filter side) ------------------------------------------ */
 
 /*

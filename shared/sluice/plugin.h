@@ -170,6 +170,12 @@ void sl_hook_log(struct sl_hookctx *ctx, int priority, const char *fmt, ...)
  * a plugin failure).
  */
 struct sl_async *sl_async_begin(struct sl_hookctx *ctx);
+/*
+ * How long the core waits for this suspended hook, from now, instead of
+ * the instance's timeout= (for a plugin that keeps its own timeouts and
+ * wants the core's only as a backstop).  ms 0 changes nothing.
+ */
+void sl_async_timeout(struct sl_async *a, unsigned int ms);
 bool sl_async_is_live(const struct sl_async *a);
 void sl_async_reply(struct sl_async *a, int code, const char *enh,
     const char *fmt, ...) __attribute__((format(printf, 4, 5)));

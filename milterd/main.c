@@ -35,7 +35,7 @@ milterd_check(const struct sl_settings *set, char **error_r)
 	}
 	for (i = 0; i < set->milter_listen.count; i++) {
 		if (sl_milter_spec_parse("milter_listen",
-		set->milter_listen.items[i], &ms, error_r) == -1)
+		        set->milter_listen.items[i], &ms, error_r) == -1)
 			return -1;
 		sl_milter_spec_free(&ms);
 	}
@@ -60,7 +60,7 @@ milterd_bind(const struct sl_settings *set, unsigned int nloops)
 
 	for (i = 0; i < set->milter_listen.count; i++) {
 		if (sl_milter_spec_parse("milter_listen",
-		set->milter_listen.items[i], &ms, &err) == -1)
+		        set->milter_listen.items[i], &ms, &err) == -1)
 			sl_fatal("%s", err);
 		if (ms.is_unix)
 			sl_listen_unix(set->milter_listen.items[i], ms.path,

@@ -60,13 +60,13 @@
 #include "xmalloc.h"
 
 #define RETRY_MAX_MS (5 * 60 * 1000)
-#define REPLY_CAP_FACTOR 10        /* progress extends a wait this far */
-#define BACKSTOP_MS 5000           /* the core's timeout, beyond ours */
-#define FLUSH_AT (64 * 1024)       /* unanswered packets buffered */
+#define REPLY_CAP_FACTOR 10  /* progress extends a wait this far */
+#define BACKSTOP_MS 5000     /* the core's timeout, beyond ours */
+#define FLUSH_AT (64 * 1024) /* unanswered packets buffered */
 #define READ_CHUNK (64 * 1024)
-#define BODY_RAW_CHUNK 32767       /* LF -> CRLF fits SL_MILTER_CHUNK */
-#define REPLBODY_MAX (256u << 20)  /* a replacement body, at most */
-#define MAX_EDITS 100000           /* modifications in one reply */
+#define BODY_RAW_CHUNK 32767      /* LF -> CRLF fits SL_MILTER_CHUNK */
+#define REPLBODY_MAX (256u << 20) /* a replacement body, at most */
+#define MAX_EDITS 100000          /* modifications in one reply */
 #define MAX_STAGE_MACROS 64
 
 enum { ACT_TEMPFAIL, ACT_ACCEPT, ACT_REJECT };
@@ -248,8 +248,8 @@ struct milter {
 /* One event for the child: C H M R T U A, or Q. */
 struct ev {
 	uint8_t cmd;
-	char *arg;      /* H, U: the string; M, R: the address, no <> */
-	char **params;  /* M, R: ESMTP parameters */
+	char *arg;     /* H, U: the string; M, R: the address, no <> */
+	char **params; /* M, R: ESMTP parameters */
 	size_t nparams;
 };
 
@@ -288,8 +288,8 @@ struct child {
 	unsigned int last_wait; /* ms of the wait just armed */
 	bool conn_sent;
 	/* the message, as the child knows it */
-	bool msg_open; /* got MAIL and has not ended the message */
-	bool msg_done; /* ended its part in msg_txn (accept, refusal) */
+	bool msg_open;    /* got MAIL and has not ended the message */
+	bool msg_done;    /* ended its part in msg_txn (accept, refusal) */
 	char msg_txn[64]; /* "" if MAIL came before the transaction */
 	size_t rcpts_sent;
 	/* the job of one hook call */
@@ -300,7 +300,7 @@ struct child {
 	size_t nevs, next;
 	enum content_phase cp;
 	size_t hdr_i, body_off;
-	bool body_cr; /* the last body byte sent was CR */
+	bool body_cr;     /* the last body byte sent was CR */
 	uint8_t skip_cmd; /* SKIP: no more events of this code */
 	uint8_t waiting;  /* the command whose reply is awaited; 0 = none */
 	int64_t wait_start, deadline;
@@ -347,8 +347,7 @@ flags_parse(const struct sl_strlist *l, const struct flag_name *names,
 }
 
 static int
-resolve(struct milter *m, const struct sl_milter_spec *ms,
-    const char **error_r)
+resolve(struct milter *m, const struct sl_milter_spec *ms, const char **error_r)
 {
 	struct addrinfo hints, *res;
 	struct sockaddr_un *sun;
@@ -814,8 +813,7 @@ macro_value(struct child *ch, const char *name, const struct ev *e)
 
 /* The 'D' packet before event e: the child's list, else ours. */
 static int
-put_stage_macros(struct child *ch, int stage, const struct ev *e,
-    uint8_t cmd)
+put_stage_macros(struct child *ch, int stage, const struct ev *e, uint8_t cmd)
 {
 	const char *names[MAX_STAGE_MACROS] = { 0 };
 	char *values[MAX_STAGE_MACROS] = { 0 }, *owned[MAX_STAGE_MACROS];
@@ -896,8 +894,8 @@ put_command(struct child *ch, const struct ev *e)
 	case SL_SMFIC_CONNECT:
 		ip = sl_conn_remote_ip(c);
 		if (ip == NULL || ip[0] == '\0')
-			return sl_milter_put_connect(&ch->out, "localhost",
-			    'U', 0, NULL);
+			return sl_milter_put_connect(&ch->out, "localhost", 'U',
+			    0, NULL);
 		host = sl_conn_remote_host(c);
 		if (host == NULL) {
 			snprintf(hbuf, sizeof(hbuf), "[%s]", ip);
@@ -1218,8 +1216,9 @@ edit_collect(struct child *ch, const struct sl_milter_msg *mm)
 	case SL_SMFIR_INSHEADER:
 	case SL_SMFIR_CHGHEADER:
 		if (!name_ok(mm->name) || !value_ok(mm->value)) {
-			child_fail(ch, "%s with a malformed header name or "
-			               "value (CR, LF or control characters)",
+			child_fail(ch,
+			    "%s with a malformed header name or "
+			    "value (CR, LF or control characters)",
 			    what);
 			return -1;
 		}
@@ -1230,8 +1229,9 @@ edit_collect(struct child *ch, const struct sl_milter_msg *mm)
 	case SL_SMFIR_CHGFROM:
 		if (!text_ok(mm->str, mm->code == SL_SMFIR_CHGFROM) ||
 		    (mm->args != NULL && !text_ok(mm->args, true))) {
-			child_fail(ch, "%s with a malformed address or "
-			               "parameters",
+			child_fail(ch,
+			    "%s with a malformed address or "
+			    "parameters",
 			    what);
 			return -1;
 		}
@@ -1305,7 +1305,8 @@ edits_apply(struct child *ch, struct sl_txn *t)
 				idx--;
 			if (idx > sl_txn_header_count(t))
 				idx = sl_txn_header_count(t);
-			sl_edit_header_insert(t, idx, ed->a, skip_blanks(ed->b));
+			sl_edit_header_insert(t, idx, ed->a,
+			    skip_blanks(ed->b));
 			break;
 		case SL_SMFIR_CHGHEADER:
 			nth = ed->index == 0 ? 0 : ed->index - 1;
@@ -1318,7 +1319,8 @@ edits_apply(struct child *ch, struct sl_txn *t)
 					    (unsigned long)ed->index);
 			} else if (sl_edit_header_change(t, ed->a, nth,
 			               skip_blanks(ed->b)) < 0) {
-				sl_edit_header_add(t, ed->a, skip_blanks(ed->b));
+				sl_edit_header_add(t, ed->a,
+				    skip_blanks(ed->b));
 			}
 			break;
 		case SL_SMFIR_ADDRCPT:
@@ -1349,14 +1351,12 @@ edits_apply(struct child *ch, struct sl_txn *t)
 			break;
 		}
 	}
-	if (ch->body_set &&
-	    sl_edit_body_replace(t, ch->body, ch->body_len) < 0)
+	if (ch->body_set && sl_edit_body_replace(t, ch->body, ch->body_len) < 0)
 		sl_log(LOG_ERR, id, "plugin=%s cannot store the new body",
 		    ch->name);
 	if (ch->nedits > 0 || ch->body_set)
-		sl_log(LOG_INFO, id,
-		    "plugin=%s milter=%s modifications=%zu%s", ch->name,
-		    ch->m->o->socket, ch->nedits,
+		sl_log(LOG_INFO, id, "plugin=%s milter=%s modifications=%zu%s",
+		    ch->name, ch->m->o->socket, ch->nedits,
 		    ch->body_set ? " body=replaced" : "");
 }
 
@@ -1385,7 +1385,8 @@ reply_parse(struct child *ch, const char *s)
 		if (q < end && q[0] == s[0] && q + 1 < end && q[1] == '.') {
 			const char *r = q + 2;
 
-			while (r < end && ((*r >= '0' && *r <= '9') || *r == '.'))
+			while (
+			    r < end && ((*r >= '0' && *r <= '9') || *r == '.'))
 				r++;
 			if (r == end || *r == ' ') {
 				if (first)
@@ -1501,8 +1502,9 @@ final_reply(struct child *ch, uint8_t cmd, const struct sl_milter_msg *mm)
 	sl_log(LOG_INFO, sl_conn_id(ch->conn),
 	    "plugin=%s milter=%s event=%s reply=%s%s%s%s", ch->name,
 	    ch->m->o->socket, sl_milter_command_name(cmd),
-	    sl_milter_reply_name(mm->code), ch->text[0] != '\0' ? " text=\"" : "",
-	    ch->text, ch->text[0] != '\0' ? "\"" : "");
+	    sl_milter_reply_name(mm->code),
+	    ch->text[0] != '\0' ? " text=\"" : "", ch->text,
+	    ch->text[0] != '\0' ? "\"" : "");
 	edits_clear(ch);
 	return 1;
 }
@@ -1560,8 +1562,9 @@ take_packets(struct child *ch, int *ended_r)
 		}
 		if (edit_action(mm.code) != 0) {
 			if (cmd != SL_SMFIC_BODYEOB) {
-				child_fail(ch, "%s in reply to %s (only end "
-				               "of message may modify)",
+				child_fail(ch,
+				    "%s in reply to %s (only end "
+				    "of message may modify)",
 				    sl_milter_reply_name(mm.code),
 				    sl_milter_command_name(cmd));
 				return -1;
@@ -1602,7 +1605,8 @@ read_in(struct child *ch)
 		}
 		if (n == 0) {
 			child_fail(ch, "connection closed by the milter%s%s",
-			    ch->waiting != 0 ? " waiting for the reply to " : "",
+			    ch->waiting != 0 ? " waiting for the reply to "
+			                     : "",
 			    ch->waiting != 0
 			        ? sl_milter_command_name(ch->waiting)
 			        : "");
@@ -1712,8 +1716,7 @@ advance(struct child *ch)
 					continue;
 				}
 				if (now_ms() >= ch->deadline) {
-					child_fail(ch,
-					    "no reply to %s in time",
+					child_fail(ch, "no reply to %s in time",
 					    sl_milter_command_name(
 					        ch->waiting));
 					return 1;
@@ -1785,8 +1788,7 @@ io_cb(void *arg, unsigned int what)
 	} else if ((what & SL_IO_TIMEOUT) != 0) {
 		if (ch->waiting != 0)
 			child_fail(ch, "no reply to %s within %u ms",
-			    sl_milter_command_name(ch->waiting),
-			    ch->last_wait);
+			    sl_milter_command_name(ch->waiting), ch->last_wait);
 		else
 			child_fail(ch, "write timed out after %u ms",
 			    ch->last_wait);
@@ -1820,8 +1822,8 @@ job_run(struct child *ch, struct sl_hookctx *ctx, enum sl_hook_id h)
 	}
 	v = ch->verdict;
 	if (v != SL_DECLINED || ch->code != 0 || ch->text[0] != '\0')
-		sl_hook_reply(ctx, ch->code, ch->enh[0] != '\0' ? ch->enh : NULL,
-		    "%s", ch->text);
+		sl_hook_reply(ctx, ch->code,
+		    ch->enh[0] != '\0' ? ch->enh : NULL, "%s", ch->text);
 	job_end(ch);
 	return v;
 }

@@ -491,8 +491,7 @@ sl_milter_spec_parse(const char *what, const char *spec,
 	else if (strncmp(spec, "inet6:", 6) == 0) {
 		rest = spec + 6;
 		ms->inet6 = true;
-	}
-	else {
+	} else {
 		*error_r = sl_xasprintf("%s %s: expected inet:PORT@HOST, "
 		                        "inet6:PORT@HOST or unix:/path",
 		    what, spec);

@@ -30,7 +30,7 @@ struct sl_hookctx {
 };
 
 struct sl_async {
-	struct sl_hookrun *run; /* NULL once the session stopped waiting */
+	struct sl_hookrun *run;  /* NULL once the session stopped waiting */
 	unsigned int timeout_ms; /* 0 = the instance's timeout */
 };
 

@@ -19,13 +19,36 @@
 #   Postfix-shaped session with one message each) against sluice-milterd
 #   and against null_milter.
 #
+#   Hosting a third-party milter (issue 4; target: hosting costs under 10%
+#   of the direct path), opendkim in signing mode (t/peers.sh, a fresh one
+#   per row; mail From: alice@sluice.test, so that every message is signed):
+#     postfix-opendkim          Postfix -> opendkim (smtpd_milters) directly
+#     postfix-milterd-opendkim  Postfix -> sluice-milterd -> opendkim, with
+#                               "plugin milter socket=SPEC default_action=tempfail"
+#     smtpd-opendkim            sluice-smtpd with that plugin line before
+#                               queue/discard
+#   The CPU of each row is the whole tree: Postfix and/or sluice and
+#   opendkim (each part's own share in the status column); all three send
+#   BENCH_PF_MSGS messages.  Before its runs each row sends one message
+#   that is delivered into a Maildir (Postfix: transport_maps sends
+#   dkim-check@sluice.test to virtual(8), also in discard mode; smtpd: a
+#   twin sluice-smtpd with queue/maildir) and prints whether it carries
+#   opendkim's DKIM-Signature (and Mail::DKIM's verdict when installed);
+#   with BENCH_PF_MODE=maildir the Postfix rows also count the signed
+#   copies of every run.  The hosted rows need $SLUICE_BUILD/plugins/milter.so
+#   (else "skipped: plugin milter not built"); without the opendkim package
+#   all three say so.  The end of the report compares each hosted row with
+#   postfix-opendkim, per concurrency (msgs/s and CPU ms/msg ratios).
+#
 # Builds nothing (but null_milter, see below): uses $SLUICE_BUILD (default
 # build/).  Knobs (environment):
-#   BENCH_MSGS=10000 BENCH_PF_MSGS=2000 (Postfix is slower) BENCH_SIZE=1000 BENCH_CONC="1 10 100" BENCH_IDLE=1000
+#   BENCH_MSGS=10000 BENCH_PF_MSGS=2000 (Postfix and the opendkim rows are
+#   slower) BENCH_SIZE=1000 BENCH_CONC="1 10 100" BENCH_IDLE=1000
 #   BENCH_REUSE=1 (smtp-source -d: several messages per connection)
 #   BENCH_PF_MODE=discard|maildir
 #   BENCH_SERVERS="sluice-discard sluice-discard-1loop sluice-maildir smtp-sink
-#                  postfix postfix-milterd postfix-null-milter"
+#                  postfix postfix-milterd postfix-null-milter
+#                  postfix-opendkim postfix-milterd-opendkim smtpd-opendkim"
 #   (sluice-discard-1loop: loop_threads 1, like single-process smtp-sink,
 #   leaving the other core to smtp-source on a 2-CPU machine)
 #   BENCH_MILTER_SESSIONS=10000 BENCH_MILTER_CONC=$BENCH_CONC
@@ -38,6 +61,7 @@
 SLUICE_SRC=${SLUICE_SRC:-$(cd "$(dirname "$0")/../.." && pwd)}
 export SLUICE_SRC
 . "$SLUICE_SRC/t/lib.sh" || exit 1
+. "$SLUICE_SRC/t/peers.sh" || exit 1
 
 MSGS=${BENCH_MSGS:-10000}
 PF_MSGS=${BENCH_PF_MSGS:-2000}
@@ -46,7 +70,7 @@ CONC=${BENCH_CONC:-1 10 100}
 IDLE=${BENCH_IDLE:-1000}
 REUSE=${BENCH_REUSE:-1}
 PF_MODE=${BENCH_PF_MODE:-discard}
-SERVERS=${BENCH_SERVERS-sluice-discard sluice-discard-1loop sluice-maildir smtp-sink postfix postfix-milterd postfix-null-milter}
+SERVERS=${BENCH_SERVERS-sluice-discard sluice-discard-1loop sluice-maildir smtp-sink postfix postfix-milterd postfix-null-milter postfix-opendkim postfix-milterd-opendkim smtpd-opendkim}
 MILTER_N=${BENCH_MILTER_SESSIONS:-10000}
 MILTER_CONC=${BENCH_MILTER_CONC:-$CONC}
 MILTERS=${BENCH_MILTERS-milterd null-milter}
@@ -63,6 +87,7 @@ command -v smtp-sink >/dev/null || die "smtp-sink missing (package postfix)"
 MILTERD=$SLUICE_BUILD/sluice-milterd
 MCLIENT=$SLUICE_BUILD/sluice-milter-client
 NULLM=$SLUICE_BUILD/t/milter/null_milter
+MILTER_SO=$SLUICE_BUILD/plugins/milter.so
 [ -x "$MILTERD" ] || die "$MILTERD not built (make)"
 [ -x "$MCLIENT" ] || die "$MCLIENT not built (make)"
 if [ ! -x "$NULLM" ] && [ -f "$SLUICE_SRC/t/milter/null_milter.c" ]; then
@@ -78,6 +103,7 @@ bench_cleanup() {
 	local rc=$?
 	[ -n "$PF_DIR" ] && "$PF" stop "$PF_DIR" >/dev/null 2>&1
 	[ -n "$MIL_PID" ] && stop_milter
+	peer_stop_all # opendkim (SIGKILL: libmilter is slow to leave on TERM)
 	(exit $rc)
 	_t_cleanup
 }
@@ -117,8 +143,9 @@ EOF
 	SRV_PORT=$PORT
 }
 
-# start_milter milterd|null-milter: a milter on a fresh port -> MIL_PID, MIL_PORT
-# (1 on failure, with MIL_ERR set)
+# start_milter milterd|null-milter [CONF_LINE]: a milter on a fresh port ->
+# MIL_PID, MIL_PORT (1 on failure, with MIL_ERR set); CONF_LINE is added to
+# sluice-milterd's config (e.g. a plugin line)
 start_milter() {
 	local i log
 	MIL_PORT=$(free_port) || die "no free port"
@@ -130,6 +157,7 @@ start_milter() {
 max_connections 20000
 max_connections_per_ip 20000
 milter_listen inet:$MIL_PORT@127.0.0.1
+${2:-}
 EOF
 		log=$RUN/milterd.log
 		: >"$log"
@@ -170,8 +198,131 @@ stop_milter() {
 	MIL_PID=
 }
 
+# ---------------------------------------------------------------- opendkim rows
+# The bench message's From: is the envelope sender (smtp-source writes
+# "From: <SENDER>"): @sluice.test is what the test opendkim signs.
+DKIM_FROM=alice@sluice.test
+DKIM_RCPT=dkim-check@sluice.test # the sanity message's recipient
+DKIM_CHECKS=()                   # one line per row, for the report
+declare -A DKIM_OK               # row -> 1 when its signing check passed
+DKIM_PID=
+
+# start_opendkim: opendkim in signing mode (t/peers.sh) -> DKIM_SPEC (its
+# socket spec as peers.sh gives it, inet:PORT@127.0.0.1), DKIM_PID; else 1
+# with SRV_SKIP set
+start_opendkim() {
+	local rc
+	peer_opendkim_start sign
+	rc=$?
+	case $rc in
+	0)
+		DKIM_SPEC=$PEER_OPENDKIM
+		DKIM_PID=$PEER_OPENDKIM_PID
+		return 0
+		;;
+	2) SRV_SKIP=$PEER_WHY ;;
+	*) SRV_SKIP="opendkim did not start: $PEER_WHY" ;;
+	esac
+	return 1
+}
+
+stop_opendkim() {
+	[ -n "${DKIM_PID:-}" ] && peer_stop opendkim-sign
+	DKIM_PID=
+}
+
+# pf_milter_spec SPEC: a sendmail-style milter spec in Postfix's syntax
+# (inet:PORT@HOST -> inet:HOST:PORT; unix:/path is the same in both)
+pf_milter_spec() {
+	local a
+	case $1 in
+	inet:*@*)
+		a=${1#inet:}
+		echo "inet:${a#*@}:${a%%@*}"
+		;;
+	inet6:*@*)
+		a=${1#inet6:}
+		echo "inet:[${a#*@}]:${a%%@*}"
+		;;
+	*) echo "$1" ;;
+	esac
+}
+
+# start_postfix MILTERS [dkim]: the private Postfix on a fresh port ->
+# PF_DIR, PF_PID, SRV_PORT.  With "dkim", mail to $DKIM_RCPT goes to
+# virtual(8) (the Maildir $PF_DIR/mail/inbox/) even in discard mode.
+start_postfix() {
+	SRV_PORT=$(free_port) || die "no free port"
+	PF_DIR=$RUN/pf
+	rm -rf "$PF_DIR"
+	"$PF" create "$PF_DIR" "$SRV_PORT" "$PF_MODE" "$1" || die "postfix create failed"
+	if [ "${2:-}" = dkim ]; then
+		postconf -c "$PF_DIR/etc" -e "transport_maps = inline:{$DKIM_RCPT=virtual:}" ||
+			die "postconf failed"
+		touch -d '-1 min' "$PF_DIR/etc/main.cf" # see t/pf-instance.sh
+	fi
+	"$PF" start "$PF_DIR" || die "postfix start failed"
+	PF_PID=$("$PF" pid "$PF_DIR")
+}
+
+# dkim_check NAME MAILDIR: send one message From: $DKIM_FROM to the running
+# server, wait (bounded) for it in MAILDIR/new, check opendkim's signature;
+# one line on stderr and in DKIM_CHECKS; a failure also goes into SRV_NOTE
+# (appended to the status of the row's runs)
+dkim_check() {
+	local name=$1 md=$2 f='' i sig tags res
+	rm -f "$md/new/"* 2>/dev/null
+	if ! timeout 60 smtp-source -s 1 -m 1 -l "$SIZE" -M bench.test \
+		-f "$DKIM_FROM" -t "$DKIM_RCPT" "127.0.0.1:$SRV_PORT" >"$RUN/check.out" 2>&1; then
+		res="FAILED: smtp-source: $(head -c 200 "$RUN/check.out" | tr '\n' ' ')"
+	else
+		for ((i = 0; i < 600; i++)); do
+			f=$(find "$md/new" -type f 2>/dev/null | head -n 1)
+			[ -n "$f" ] && break
+			sleep 0.05
+		done
+		if [ -z "$f" ]; then
+			res="FAILED: no copy in $md/new within 30 s"
+		else
+			# the signature header, unfolded
+			sig=$(tr -d '\r' <"$f" | awk '/^$/ { exit }
+				tolower($0) ~ /^dkim-signature:/ { on = 1; printf "%s", substr($0, 16); next }
+				on && /^[ \t]/ { printf "%s", $0; next } { on = 0 }')
+			# its tags a=, d=, s=
+			tags=$(tr ';' '\n' <<<"$sig" | sed -n 's/^[[:space:]]*\([ads]=\)/\1/p' | tr '\n' ' ')
+			if [[ " $tags" == *" d=sluice.test "* ]]; then
+				res="signed (${tags% }"
+				peer_dkim_verify "$f" >"$RUN/verify.out" 2>&1
+				case $? in
+				0) res="$res; Mail::DKIM: $(sed -n 's/^result: //p' "$RUN/verify.out" | head -n 1))" ;;
+				2) res="$res; not verified: $PEER_WHY)" ;;
+				*) res="$res; Mail::DKIM failed: $(head -c 120 "$RUN/verify.out" | tr '\n' ' '))" ;;
+				esac
+				[[ $res == *"Mail::DKIM: pass"* || $res == *"not verified:"* ]] ||
+					res="FAILED: $res"
+			else
+				res="FAILED: no DKIM-Signature d=sluice.test in the delivered copy"
+			fi
+		fi
+	fi
+	rm -f "$md/new/"* 2>/dev/null
+	DKIM_OK[$name]=1
+	if [[ $res == FAILED* ]]; then
+		SRV_NOTE="signing check $res"
+		DKIM_OK[$name]=0
+	fi
+	DKIM_CHECKS+=("$name: $res")
+	echo "bench: $name: signing check: $res" >&2
+}
+
+# Every server sets SRV_PID (the PIDs whose process trees are measured,
+# comma-separated) and PARTS ("PID label" per component whose own CPU share
+# goes into the status column); SRV_SKIP says why it did not start.
 start_server() { # NAME
 	SRV_SKIP=
+	SRV_NOTE=
+	SRV_LOG=
+	PARTS=()
 	case $1 in
 	sluice-discard) start_sluice "plugin queue/discard" ;;
 	sluice-discard-1loop) start_sluice "plugin queue/discard" "loop_threads 1" ;;
@@ -189,22 +340,59 @@ start_server() { # NAME
 		;;
 	postfix | postfix-milterd | postfix-null-milter)
 		local milters=
-		SRV_SKIP=
 		if [ "$1" != postfix ]; then
 			start_milter "${1#postfix-}" || {
 				SRV_SKIP=$MIL_ERR
 				return 0
 			}
 			milters="inet:127.0.0.1:$MIL_PORT"
+			PARTS=("$MIL_PID milter alone")
 		fi
-		SRV_PORT=$(free_port)
-		PF_DIR=$RUN/pf
-		rm -rf "$PF_DIR"
-		"$PF" create "$PF_DIR" "$SRV_PORT" "$PF_MODE" "$milters" || die "postfix create failed"
-		"$PF" start "$PF_DIR" || die "postfix start failed"
-		PF_PID=$("$PF" pid "$PF_DIR")
+		start_postfix "$milters"
 		SRV_PID=$PF_PID
 		[ -n "$milters" ] && SRV_PID="$PF_PID,$MIL_PID"
+		;;
+	postfix-opendkim)
+		start_opendkim || return 0
+		start_postfix "$(pf_milter_spec "$DKIM_SPEC")" dkim
+		SRV_PID="$PF_PID,$DKIM_PID"
+		PARTS=("$DKIM_PID opendkim")
+		dkim_check "$1" "$PF_DIR/mail/inbox"
+		;;
+	postfix-milterd-opendkim)
+		[ -f "$MILTER_SO" ] || {
+			SRV_SKIP="plugin milter not built"
+			return 0
+		}
+		start_opendkim || return 0
+		start_milter milterd "plugin milter socket=$DKIM_SPEC default_action=tempfail" || {
+			SRV_SKIP=$MIL_ERR
+			stop_opendkim
+			return 0
+		}
+		start_postfix "inet:127.0.0.1:$MIL_PORT" dkim
+		SRV_PID="$PF_PID,$MIL_PID,$DKIM_PID"
+		SRV_LOG=$RUN/milterd.log
+		PARTS=("$MIL_PID sluice-milterd" "$DKIM_PID opendkim")
+		dkim_check "$1" "$PF_DIR/mail/inbox"
+		;;
+	smtpd-opendkim)
+		[ -f "$MILTER_SO" ] || {
+			SRV_SKIP="plugin milter not built"
+			return 0
+		}
+		start_opendkim || return 0
+		local line="plugin milter socket=$DKIM_SPEC default_action=tempfail"
+		# the signing check on a twin with queue/maildir (queue/discard
+		# keeps nothing to look at), then the measured one
+		rm -rf "$RUN/dkim-check"
+		start_sluice "plugin queue/maildir path=$RUN/dkim-check" "$line"
+		dkim_check "$1" "$RUN/dkim-check"
+		sluice_stop
+		start_sluice "plugin queue/discard" "$line"
+		SRV_PID="$SLUICE_PID,$DKIM_PID"
+		PARTS=("$SLUICE_PID sluice-smtpd" "$DKIM_PID opendkim")
+		SRV_LOG=$RUN/smtpd.log
 		;;
 	*) die "unknown server $1" ;;
 	esac
@@ -213,11 +401,16 @@ start_server() { # NAME
 stop_server() { # NAME
 	case $1 in
 	sluice-*) sluice_stop ;;
+	smtpd-opendkim)
+		sluice_stop
+		stop_opendkim
+		;;
 	smtp-sink) stop_pid "$SRV_PID" 5 ;;
 	postfix*)
 		[ -n "$PF_DIR" ] && "$PF" stop "$PF_DIR" >/dev/null 2>&1
 		PF_DIR=
 		[ -n "$MIL_PID" ] && stop_milter
+		stop_opendkim
 		;;
 	esac
 	SRV_PID=
@@ -226,8 +419,10 @@ stop_server() { # NAME
 # run_one NAME CONC: one smtp-source run against the running server
 run_one() {
 	local name=$1 c=$2 n=$MSGS cpu0 cpu1 t0 t1 peak secs rate cpum status=ok dflag=
-	local mcpu0='' mcpu1='' warn0=0 warn1
-	case $name in postfix*) n=$PF_MSGS ;; esac
+	local warn0=0 warn1 from=alice@example.org p i shares='' signs='' slog0=0 slog1
+	local -a pcpu0=()
+	case $name in postfix* | smtpd-opendkim) n=$PF_MSGS ;; esac
+	case $name in *-opendkim) from=$DKIM_FROM ;; esac
 	((n < c)) && n=$c
 	if [ -n "${SRV_SKIP:-}" ]; then
 		ROWS+=("| $name | $c | $n | | | | | skipped: $SRV_SKIP |")
@@ -238,14 +433,16 @@ run_one() {
 	$PS peak "$SRV_PID" "$RUN/stop" >"$RUN/peak" &
 	local sampler=$!
 	cpu0=$($PS cpu "$SRV_PID")
+	for p in "${PARTS[@]}"; do pcpu0+=("$($PS cpu "${p%% *}")"); done
 	case $name in postfix-*)
-		mcpu0=$($PS cpu "$MIL_PID")
 		warn0=$(grep -c -i 'warning: .*milter' "$PF_DIR/maillog" 2>/dev/null)
 		;;
 	esac
+	# sluice's own complaints (error or worse, warning) during the run
+	[ -n "${SRV_LOG:-}" ] && slog0=$(grep -c -E '\]: (emerg|alert|crit|error|warning): ' "$SRV_LOG")
 	t0=$EPOCHREALTIME
 	if ! timeout 600 smtp-source $dflag -s "$c" -m "$n" -l "$SIZE" -M bench.test \
-		-f alice@example.org -t bob@sluice.test "127.0.0.1:$SRV_PORT" \
+		-f "$from" -t bob@sluice.test "127.0.0.1:$SRV_PORT" \
 		>"$RUN/source.out" 2>&1; then
 		status="smtp-source failed: $(head -c 200 "$RUN/source.out" | tr '\n' ' ')"
 	fi
@@ -261,18 +458,39 @@ run_one() {
 		[ "$got" -ge "$n" ] || status="only $got of $n in the Maildir"
 		rm -f "$RUN/Maildir/new/"*
 	fi
+	if [ "$PF_MODE" = maildir ] && [[ $name == postfix-*opendkim ]]; then
+		# every delivered copy should carry opendkim's signature
+		local got signed
+		if [ "$status" = ok ]; then
+			got=$(find "$PF_DIR/mail/inbox/new" -type f 2>/dev/null | wc -l)
+			signed=$(find "$PF_DIR/mail/inbox/new" -type f -print0 2>/dev/null |
+				xargs -0 -r grep -l -i '^DKIM-Signature:.*d=sluice\.test' | wc -l)
+			signs="$signed of $got delivered copies signed"
+			[ "$signed" -ge "$n" ] || status="only $signed of $n delivered copies signed ($got delivered)"
+		fi
+		find "$PF_DIR/mail/inbox/new" -type f -delete 2>/dev/null
+	fi
 	cpu1=$($PS cpu "$SRV_PID")
+	i=0
+	for p in "${PARTS[@]}"; do
+		shares="$shares${shares:+, }${p#* } $(awk -v n="$n" -v c="$(($($PS cpu "${p%% *}") - pcpu0[i]))" 'BEGIN { printf "%.3f", c / n }') ms/msg"
+		i=$((i + 1))
+	done
 	case $name in postfix-*)
-		mcpu1=$($PS cpu "$MIL_PID")
 		warn1=$(grep -c -i 'warning: .*milter' "$PF_DIR/maillog" 2>/dev/null)
 		# a milter failure would tempfail mail (milter_default_action)
 		if ((warn1 > warn0)); then
 			status="$((warn1 - warn0)) milter warnings in the Postfix log: $(grep -i -m 1 'warning: .*milter' "$PF_DIR/maillog" | cut -c 1-160)"
-		elif [ "$status" = ok ]; then
-			status="ok (milter alone $(awk -v n="$n" -v c="$((mcpu1 - mcpu0))" 'BEGIN { printf "%.3f", c / n }') ms/msg)"
 		fi
 		;;
 	esac
+	if [ -n "${SRV_LOG:-}" ]; then
+		slog1=$(grep -c -E '\]: (emerg|alert|crit|error|warning): ' "$SRV_LOG")
+		((slog1 > slog0)) && status="$((slog1 - slog0)) warnings/errors in ${SRV_LOG##*/}: $(grep -E '\]: (emerg|alert|crit|error|warning): ' "$SRV_LOG" | tail -n 1 | cut -c 1-160)"
+	fi
+	shares=$shares${signs:+${shares:+, }$signs}
+	[ "$status" = ok ] && [ -n "$shares" ] && status="ok ($shares)"
+	[ -n "${SRV_NOTE:-}" ] && status="$SRV_NOTE; $status"
 	touch "$RUN/stop"
 	wait "$sampler"
 	peak=$(cat "$RUN/peak")
@@ -294,6 +512,13 @@ for s in $SERVERS; do
 	sluice-*) HWM[${#HWM[@]}]="$s VmHWM $($PS hwm "$SRV_PID") KiB" ;;
 	postfix-milterd) [ -n "$MIL_PID" ] &&
 		HWM[${#HWM[@]}]="sluice-milterd (behind Postfix) VmHWM $($PS hwm "$MIL_PID") KiB" ;;
+	postfix-milterd-opendkim) [ -n "$MIL_PID" ] &&
+		HWM[${#HWM[@]}]="sluice-milterd (behind Postfix, hosting opendkim) VmHWM $($PS hwm "$MIL_PID") KiB" ;;
+	smtpd-opendkim) [ -n "${SLUICE_PID:-}" ] &&
+		HWM[${#HWM[@]}]="sluice-smtpd (hosting opendkim) VmHWM $($PS hwm "$SLUICE_PID") KiB" ;;
+	esac
+	case $s in *-opendkim) [ -n "$DKIM_PID" ] &&
+		HWM[${#HWM[@]}]="opendkim ($s) VmHWM $($PS hwm "$DKIM_PID") KiB" ;;
 	esac
 	stop_server "$s"
 done
@@ -393,8 +618,8 @@ cat <<EOF
 ## sluice-smtpd benchmark
 
 $(date -u '+%Y-%m-%d %H:%M UTC'), $(uname -sr), $NCPU CPU(s); $SLUICE_BUILD/sluice-smtpd.
-smtp-source $( [ "$REUSE" = 1 ] && echo "-d (messages reuse the connection)" || echo "(one message per connection)"), $MSGS messages ($PF_MSGS for Postfix) of $SIZE bytes per run; client and server share the machine.
-msgs/s is smtp-source's wall time; CPU is the server's whole process tree (Postfix: until its queue drained); peak RSS is sampled and summed over the tree (shared pages count once per process, which inflates multi-process Postfix).
+smtp-source $( [ "$REUSE" = 1 ] && echo "-d (messages reuse the connection)" || echo "(one message per connection)"), $MSGS messages ($PF_MSGS for Postfix and the opendkim rows) of $SIZE bytes per run; client and server share the machine.
+msgs/s is smtp-source's wall time; CPU is the server's whole process tree (Postfix: until its queue drained; with a milter, the milter's tree too, and opendkim's in the *-opendkim rows); peak RSS is sampled and summed over the tree (shared pages count once per process, which inflates multi-process Postfix).
 
 | server | concurrency | messages | seconds | msgs/s | CPU ms/msg | peak RSS KiB | status |
 |---|---:|---:|---:|---:|---:|---:|---|
@@ -402,6 +627,7 @@ EOF
 printf '%s\n' "${ROWS[@]}"
 echo
 for h in "${HWM[@]}"; do echo "- $h"; done
+for h in "${DKIM_CHECKS[@]}"; do echo "- signing check, $h"; done
 cat <<EOF
 
 Memory per idle connection ($IDLE connections that read the banner and stay idle):
@@ -462,4 +688,49 @@ alone, and sluice-milterd's sessions/s relative to the libmilter null milter.
 | Postfix+sluice-milterd / Postfix+null_milter | $(ratio postfix-milterd postfix-null-milter 1) | $(ratio postfix-milterd postfix-null-milter 10) | $(ratio postfix-milterd postfix-null-milter 100) |
 | milter-client: sluice-milterd / null_milter | $(mratio 1) | $(mratio 10) | $(mratio 100) |
 EOF
+
+# ---------------------------------------------------------------- hosting opendkim
+cratio() { # NAME_A NAME_B C: CPU ms/msg of A / of B
+	local a=${CPUMS[$1,$3]:-} b=${CPUMS[$2,$3]:-}
+	[ -n "$a" ] && [ -n "$b" ] && awk -v b="$b" 'BEGIN { exit !(b > 0) }' || {
+		echo "n/a"
+		return
+	}
+	awk -v a="$a" -v b="$b" 'BEGIN { printf "%.2f", a / b }'
+}
+# hosting_verdict RATE_RATIO CPU_RATIO: costs under 10%: >= 0.90x the
+# direct path's msgs/s and < 1.10x its CPU per message
+hosting_verdict() {
+	[ "$1" = n/a ] || [ "$2" = n/a ] && {
+		echo "n/a"
+		return
+	}
+	awk -v r="$1" -v c="$2" 'BEGIN { print (r + 0 >= 0.9 && c + 0 < 1.1) ? "met" : "MISSED" }'
+}
+case " $SERVERS " in
+*" postfix-opendkim "*)
+	cat <<EOF
+
+Hosting opendkim (issue 4; target: hosting costs under 10% of the direct
+path, i.e. >= 0.90x its msgs/s and < 1.10x its CPU ms/msg, opendkim's CPU
+included on both sides).  Each hosted row relative to postfix-opendkim
+(Postfix -> opendkim directly):
+
+| hosted row / postfix-opendkim | concurrency | msgs/s ratio | CPU ms/msg ratio | |
+|---|---:|---:|---:|---|
+EOF
+	for h in postfix-milterd-opendkim smtpd-opendkim; do
+		case " $SERVERS " in *" $h "*) ;; *) continue ;; esac
+		for c in $CONC; do
+			r=$(ratio "$h" postfix-opendkim "$c")
+			q=$(cratio "$h" postfix-opendkim "$c")
+			v=$(hosting_verdict "$r" "$q")
+			[ "${DKIM_OK[$h]:-}" = 0 ] || [ "${DKIM_OK[postfix-opendkim]:-}" = 0 ] &&
+				v="not comparable: a signing check failed"
+			echo "| $h | $c | $r | $q | $v |"
+			echo "bench: hosting c=$c: $h / postfix-opendkim: msgs/s ${r}x, CPU ms/msg ${q}x" >&2
+		done
+	done
+	;;
+esac
 exit 0

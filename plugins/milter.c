@@ -777,7 +777,7 @@ static char *
 macro_value(struct child *ch, const char *name, const struct ev *e)
 {
 	struct sl_conn *c = ch->conn;
-	char bare[64];
+	char bare[64], braced[68];
 	const char *v;
 	size_t n = strlen(name);
 
@@ -794,7 +794,13 @@ macro_value(struct child *ch, const char *name, const struct ev *e)
 		if (strcmp(bare, "rcpt_mailer") == 0)
 			return sl_xstrdup("smtp");
 	}
-	if ((v = sl_conn_macro(c, bare)) != NULL)
+	if (strlen(bare) > 1) {
+		snprintf(braced, sizeof(braced), "{%s}", bare);
+		v = sl_conn_macro(c, braced);
+	} else {
+		v = sl_conn_macro(c, bare);
+	}
+	if (v != NULL)
 		return sl_xstrdup(v);
 	if (strcmp(bare, "v") == 0)
 		return sl_xstrdup("sluice");

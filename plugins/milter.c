@@ -1666,6 +1666,14 @@ next_event(struct child *ch, bool *reply_r)
 	return 0;
 }
 
+/* How long a reply to the awaited command may take (progress aside). */
+static unsigned int
+reply_timeout(const struct child *ch)
+{
+	return ch->waiting == SL_SMFIC_BODYEOB ? ch->m->o->eom_timeout
+	                                       : ch->m->o->command_timeout;
+}
+
 static void
 arm_read(struct child *ch)
 {
@@ -1685,7 +1693,6 @@ advance(struct child *ch)
 {
 	bool reply;
 	int rc, ended;
-	unsigned int t;
 
 	for (;;) {
 		if (ch->state == CS_FAILED)
@@ -1722,9 +1729,10 @@ advance(struct child *ch)
 					continue;
 				}
 				if (now_ms() >= ch->deadline) {
-					child_fail(ch, "no reply to %s in time",
-					    sl_milter_command_name(
-					        ch->waiting));
+					child_fail(ch,
+					    "no reply to %s within %u ms",
+					    sl_milter_command_name(ch->waiting),
+					    reply_timeout(ch));
 					return 1;
 				}
 				arm_read(ch);
@@ -1749,10 +1757,8 @@ advance(struct child *ch)
 				return rc < 0 ? 1 : 0;
 			continue;
 		}
-		t = ch->waiting == SL_SMFIC_BODYEOB ? ch->m->o->eom_timeout
-		                                    : ch->m->o->command_timeout;
 		ch->wait_start = now_ms();
-		ch->deadline = ch->wait_start + t;
+		ch->deadline = ch->wait_start + reply_timeout(ch);
 	}
 }
 
@@ -1794,7 +1800,8 @@ io_cb(void *arg, unsigned int what)
 	} else if ((what & SL_IO_TIMEOUT) != 0) {
 		if (ch->waiting != 0)
 			child_fail(ch, "no reply to %s within %u ms",
-			    sl_milter_command_name(ch->waiting), ch->last_wait);
+			    sl_milter_command_name(ch->waiting),
+			    reply_timeout(ch));
 		else
 			child_fail(ch, "write timed out after %u ms",
 			    ch->last_wait);

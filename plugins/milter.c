@@ -382,6 +382,7 @@ resolve(struct milter *m, const struct sl_milter_spec *ms, const char **error_r)
 static int
 milter_init(void **state_r, const char **error_r)
 {
+	static char errbuf[256];
 	struct milter_opts *o = *state_r;
 	struct sl_milter_spec ms;
 	struct milter *m;
@@ -393,9 +394,10 @@ milter_init(void **state_r, const char **error_r)
 		return -1;
 	}
 	if (sl_milter_spec_parse("socket", o->socket, &ms, &err) == -1) {
+		/* init runs at start-up and reload, on the main thread. */
+		snprintf(errbuf, sizeof(errbuf), "%s", err);
 		free(err);
-		*error_r = "socket: expected inet:HOST:PORT, inet:PORT@HOST, "
-		           "inet6:PORT@HOST or unix:/path";
+		*error_r = errbuf;
 		return -1;
 	}
 	m = sl_xcalloc(1, sizeof(*m));
@@ -794,6 +796,10 @@ macro_value(struct child *ch, const char *name, const struct ev *e)
 		if (strcmp(bare, "rcpt_mailer") == 0)
 			return sl_xstrdup("smtp");
 	}
+	/* At MAIL the core has no transaction yet. */
+	if (e != NULL && e->cmd == SL_SMFIC_MAIL &&
+	    strcmp(bare, "mail_addr") == 0)
+		return sl_xstrdup(e->arg);
 	if (strlen(bare) > 1) {
 		snprintf(braced, sizeof(braced), "{%s}", bare);
 		v = sl_conn_macro(c, braced);
@@ -1886,7 +1892,7 @@ need_message(struct child *ch, struct sl_txn *t, bool with_rcpts)
 	size_t i;
 
 	/* MAIL went out before the core made the transaction: adopt it. */
-	if (ch->msg_open && ch->msg_txn[0] == '\0')
+	if ((ch->msg_open || ch->msg_done) && ch->msg_txn[0] == '\0')
 		snprintf(ch->msg_txn, sizeof(ch->msg_txn), "%s", sl_txn_id(t));
 	same = strcmp(ch->msg_txn, sl_txn_id(t)) == 0;
 

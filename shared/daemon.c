@@ -493,7 +493,8 @@ sl_milter_spec_parse(const char *what, const char *spec,
 		ms->inet6 = true;
 	} else {
 		*error_r = sl_xasprintf("%s %s: expected inet:PORT@HOST, "
-		                        "inet6:PORT@HOST or unix:/path",
+		                        "inet:HOST:PORT, inet6:PORT@HOST or "
+		                        "unix:/path",
 		    what, spec);
 		return -1;
 	}
@@ -513,8 +514,9 @@ sl_milter_spec_parse(const char *what, const char *spec,
 		ms->port = sl_xstrdup(rest);
 		ms->host = sl_xstrdup("");
 	}
-	if (ms->port[0] == '\0' ||
-	    strspn(ms->port, "0123456789") != strlen(ms->port))
+	if (ms->port[0] == '\0' || strlen(ms->port) > 5 ||
+	    strspn(ms->port, "0123456789") != strlen(ms->port) ||
+	    atoi(ms->port) > 65535)
 		goto bad;
 	return 0;
 bad:

@@ -317,19 +317,6 @@ parse_date(const char *s, int64_t *t_r)
 
 /* --- the plugin ---------------------------------------------------------- */
 
-/* A field name is printable US-ASCII except ':' (RFC 5322 2.2). */
-static bool
-is_field_name(const char *s)
-{
-	if (*s == '\0')
-		return false;
-	for (; *s != '\0'; s++)
-		if ((unsigned char)*s < 33 || (unsigned char)*s > 126 ||
-		    *s == ':')
-			return false;
-	return true;
-}
-
 static char headers_init_error[256];
 
 static int
@@ -338,7 +325,7 @@ check_names(const struct sl_strlist *l, const char *opt, const char **error_r)
 	size_t i;
 
 	for (i = 0; i < l->count; i++) {
-		if (!is_field_name(l->items[i])) {
+		if (!sl_header_name_valid(l->items[i])) {
 			snprintf(headers_init_error, sizeof(headers_init_error),
 			    "%s: invalid header name '%s'", opt, l->items[i]);
 			*error_r = headers_init_error;

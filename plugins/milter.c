@@ -1106,18 +1106,6 @@ content_next(struct child *ch, bool *reply_r)
 
 /* --- modifications ---------------------------------------------------- */
 
-static bool
-name_ok(const char *s)
-{
-	if (*s == '\0')
-		return false;
-	for (; *s != '\0'; s++)
-		if ((unsigned char)*s < 33 || (unsigned char)*s > 126 ||
-		    *s == ':')
-			return false;
-	return true;
-}
-
 /* No CR; an LF only before the blank of a continuation line. */
 static bool
 value_ok(const char *s)
@@ -1227,7 +1215,7 @@ edit_collect(struct child *ch, const struct sl_milter_msg *mm)
 	case SL_SMFIR_ADDHEADER:
 	case SL_SMFIR_INSHEADER:
 	case SL_SMFIR_CHGHEADER:
-		if (!name_ok(mm->name) || !value_ok(mm->value)) {
+		if (!sl_header_name_valid(mm->name) || !value_ok(mm->value)) {
 			child_fail(ch,
 			    "%s with a malformed header name or "
 			    "value (CR, LF or control characters)",
@@ -1961,21 +1949,36 @@ hook_mail(void *state, struct sl_hookctx *ctx)
 	return job_run(ch, ctx, SL_HOOK_MAIL);
 }
 
+/*
+ * rcpt, data and data_post: the child, with what it missed of the message
+ * queued; NULL with *v_r set when it has nothing to do with this event.
+ */
+static struct child *
+msg_hook_start(void *state, struct sl_hookctx *ctx, bool with_rcpts,
+    enum sl_verdict *v_r)
+{
+	struct sl_txn *t = sl_hook_txn(ctx);
+	struct child *ch = hook_start(state, ctx, v_r);
+
+	if (ch == NULL || t == NULL)
+		return NULL;
+	ch->txn = t;
+	need_message(ch, t, with_rcpts);
+	if (ch->msg_done && ch->nevs == 0)
+		return NULL; /* the child ended its part in this message */
+	return ch;
+}
+
 static enum sl_verdict
 hook_rcpt(void *state, struct sl_hookctx *ctx)
 {
 	const struct sl_hookargs *a = sl_hook_args(ctx);
-	struct sl_txn *t = sl_hook_txn(ctx);
 	enum sl_verdict v;
-	struct child *ch = hook_start(state, ctx, &v);
+	struct child *ch = msg_hook_start(state, ctx, false, &v);
 	struct ev *e;
 
-	if (ch == NULL || t == NULL)
+	if (ch == NULL)
 		return v;
-	ch->txn = t;
-	need_message(ch, t, false);
-	if (ch->msg_done && ch->nevs == 0)
-		return SL_DECLINED;
 	e = ev_add(ch, SL_SMFIC_RCPT, a->arg);
 	ev_params(e, a->params, a->nparams);
 	return job_run(ch, ctx, SL_HOOK_RCPT);
@@ -1984,16 +1987,11 @@ hook_rcpt(void *state, struct sl_hookctx *ctx)
 static enum sl_verdict
 hook_data(void *state, struct sl_hookctx *ctx)
 {
-	struct sl_txn *t = sl_hook_txn(ctx);
 	enum sl_verdict v;
-	struct child *ch = hook_start(state, ctx, &v);
+	struct child *ch = msg_hook_start(state, ctx, true, &v);
 
-	if (ch == NULL || t == NULL)
+	if (ch == NULL)
 		return v;
-	ch->txn = t;
-	need_message(ch, t, true);
-	if (ch->msg_done && ch->nevs == 0)
-		return SL_DECLINED;
 	ev_add(ch, SL_SMFIC_DATA, NULL);
 	return job_run(ch, ctx, SL_HOOK_DATA);
 }
@@ -2001,16 +1999,11 @@ hook_data(void *state, struct sl_hookctx *ctx)
 static enum sl_verdict
 hook_data_post(void *state, struct sl_hookctx *ctx)
 {
-	struct sl_txn *t = sl_hook_txn(ctx);
 	enum sl_verdict v;
-	struct child *ch = hook_start(state, ctx, &v);
+	struct child *ch = msg_hook_start(state, ctx, true, &v);
 
-	if (ch == NULL || t == NULL)
+	if (ch == NULL)
 		return v;
-	ch->txn = t;
-	need_message(ch, t, true);
-	if (ch->msg_done && ch->nevs == 0)
-		return SL_DECLINED;
 	ch->cp = CP_HEADERS;
 	ch->hdr_i = ch->body_off = 0;
 	ch->body_cr = false;

@@ -706,16 +706,27 @@ sl_txn_result_get(const struct sl_txn *t, const char *method)
  * A header name must be printable ASCII without ':'; a value must not
  * smuggle a line end that does not continue the field (RFC 5322 2.2).
  */
-static bool
-header_ok(const char *name, const char *value)
+bool
+sl_header_name_valid(const char *name)
 {
 	const char *p;
 
 	if (*name == '\0')
 		return false;
 	for (p = name; *p != '\0'; p++)
-		if (*p < 33 || *p > 126 || *p == ':')
+		if ((unsigned char)*p < 33 || (unsigned char)*p > 126 ||
+		    *p == ':')
 			return false;
+	return true;
+}
+
+static bool
+header_ok(const char *name, const char *value)
+{
+	const char *p;
+
+	if (!sl_header_name_valid(name))
+		return false;
 	for (p = value; *p != '\0'; p++) {
 		if (*p == '\r')
 			return false;

@@ -516,7 +516,7 @@ sl_milter_spec_parse(const char *what, const char *spec,
 	}
 	if (ms->port[0] == '\0' || strlen(ms->port) > 5 ||
 	    strspn(ms->port, "0123456789") != strlen(ms->port) ||
-	    atoi(ms->port) > 65535)
+	    strtoul(ms->port, NULL, 10) > 65535)
 		goto bad;
 	return 0;
 bad:

@@ -316,6 +316,9 @@ const char *sl_txn_result_get(const struct sl_txn *t, const char *method);
 
 /* --- edits: later plugins see the edited message ----------------------- */
 
+/* A header field name: printable US-ASCII but ':' (RFC 5322 2.2). */
+bool sl_header_name_valid(const char *name);
+
 void sl_edit_header_add(struct sl_txn *t, const char *name, const char *value);
 /* Insert at position idx (0 = first) among all headers. */
 void sl_edit_header_insert(struct sl_txn *t, size_t idx, const char *name,

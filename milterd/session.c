@@ -273,19 +273,13 @@ txn_forget(struct msess *s)
 static void
 run_disconnect(struct msess *s)
 {
-	struct sl_hookargs a;
-
 	if (s->ip_counted)
 		sl_ipcount_release(s->conn->peer_addr);
 	s->ip_counted = false;
 	if (!s->connect_ran)
 		return;
 	s->connect_ran = false;
-	s->conn->closing = true;
-	sl_hook_abandon(s->conn);
-	memset(&a, 0, sizeof(a));
-	a.hook = SL_HOOK_DISCONNECT;
-	sl_hook_run(s->conn, &a, NULL, NULL);
+	sl_hook_disconnect(s->conn);
 }
 
 static void

@@ -249,6 +249,12 @@ void sl_verdict_reply(enum sl_verdict v, const struct sl_reply *r, int def_code,
 bool sl_verdict_is_deny(enum sl_verdict v);
 /* The session ends: a suspended chain is abandoned (its done not called). */
 void sl_hook_abandon(struct sl_conn *c);
+/*
+ * The client session is over: marks the connection closing, abandons a
+ * suspended chain, then runs the disconnect chain.  Both front ends call
+ * it once per session that ran connect.
+ */
+void sl_hook_disconnect(struct sl_conn *c);
 /* true if any instance in the runtime has this hook */
 bool sl_hook_wanted(const struct sl_runtime *rt, enum sl_hook_id h);
 const char *sl_hook_name(enum sl_hook_id h);

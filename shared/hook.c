@@ -329,6 +329,18 @@ sl_hook_abandon(struct sl_conn *c)
 		free(run);
 }
 
+void
+sl_hook_disconnect(struct sl_conn *c)
+{
+	struct sl_hookargs a;
+
+	c->closing = true;
+	sl_hook_abandon(c);
+	memset(&a, 0, sizeof(a));
+	a.hook = SL_HOOK_DISCONNECT;
+	sl_hook_run(c, &a, NULL, NULL);
+}
+
 static void
 resume_cb(void *arg)
 {

@@ -196,16 +196,10 @@ reply_verdict(struct smtp *s, enum sl_verdict v, const struct sl_reply *r,
 static void
 session_free(struct smtp *s)
 {
-	struct sl_hookargs a;
 	struct sl_loop *l = s->conn->loop;
 
-	if (s->connect_ran) {
-		s->conn->closing = true;
-		sl_hook_abandon(s->conn);
-		memset(&a, 0, sizeof(a));
-		a.hook = SL_HOOK_DISCONNECT;
-		sl_hook_run(s->conn, &a, NULL, NULL);
-	}
+	if (s->connect_ran)
+		sl_hook_disconnect(s->conn);
 	sl_timer_cancel(&s->data_timer);
 	if (s->next != NULL)
 		s->next->prev = s->prev;

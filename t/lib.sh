@@ -352,25 +352,42 @@ sluice_start() {
 	return 0
 }
 
-# milterd_start CONF: start sluice-milterd in the foreground (background
-# job) and wait until it logs that it started; on failure show its log.
-milterd_start() {
-	local conf=$1 i
-	: >>"$RUN/milterd.log"
-	local from
-	from=$(wc -l <"$RUN/milterd.log")
-	"$SLUICE_BUILD/sluice-milterd" -f -c "$conf" 2>>"$RUN/milterd.log" &
-	MILTERD_PID=$!
-	track_pid "$MILTERD_PID"
+# _daemon_start NAME CONF: start NAME (sluice-smtpd or sluice-milterd) in
+# the foreground (background job), logging to $RUN/smtpd.log or
+# milterd.log, and wait until it logs "NAME started"; sets _DAEMON_PID.  On
+# failure show its log and exit 1.
+_daemon_start() {
+	local name=$1 conf=$2 log=$RUN/${1#sluice-}.log from i
+	: >>"$log"
+	from=$(wc -l <"$log")
+	"$SLUICE_BUILD/$name" -f -c "$conf" 2>>"$log" &
+	_DAEMON_PID=$!
+	track_pid "$_DAEMON_PID"
 	for ((i = 0; i < 500; i++)); do
-		tail -n +"$((from + 1))" "$RUN/milterd.log" |
-			grep -q 'sluice-milterd started' && return 0
-		kill -0 "$MILTERD_PID" 2>/dev/null || break
+		tail -n +"$((from + 1))" "$log" |
+			grep -q "$name started" && return 0
+		kill -0 "$_DAEMON_PID" 2>/dev/null || break
 		sleep 0.02
 	done
-	diag "sluice-milterd (pid $MILTERD_PID) did not start within 10 s"
-	diag "$(tail -n 40 "$RUN/milterd.log")"
+	diag "$name (pid $_DAEMON_PID) did not start with $conf within 10 s"
+	diag "$(tail -n 40 "$log")"
 	exit 1
+}
+
+# milterd_start CONF: start sluice-milterd and wait until it logs that it
+# started.
+milterd_start() {
+	_daemon_start sluice-milterd "$1"
+	MILTERD_PID=$_DAEMON_PID
+}
+
+# sluice_restart_quiet CONF: (re)start sluice-smtpd and wait for its
+# "started" line rather than a probe session like sluice_start's, which
+# would reach hosted milters (and their back-off) too.
+sluice_restart_quiet() {
+	sluice_stop
+	_daemon_start sluice-smtpd "$1"
+	SLUICE_PID=$_DAEMON_PID
 }
 
 milterd_stop() {

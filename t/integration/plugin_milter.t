@@ -55,53 +55,20 @@ stop_tm() {
 	TMPID[$1]=
 }
 
-# smtpd_up CONF: (re)start sluice-smtpd and wait until it logs that it
-# started.  sluice_start would open an SMTP session to wait for the banner,
-# and that session would reach the milter (or its back-off) too.
-smtpd_up() {
-	local conf=$1 from
-	sluice_stop
-	from=$(wc -l <"$RUN/smtpd.log")
-	"$SMTPD" -f -c "$conf" 2>>"$RUN/smtpd.log" &
-	SLUICE_PID=$!
-	track_pid "$SLUICE_PID"
-	if ! new_log_has "$from" 'sluice-smtpd started'; then
-		diag "sluice-smtpd did not start with $conf"
-		diag "$(tail -n 20 "$RUN/smtpd.log")"
-		exit 1
-	fi
-}
-
-# new_log_has LINES ERE: the smtpd log, after its first LINES lines, gets a
-# matching line within 10 s.
-new_log_has() {
-	local from=$1 re=$2
-	WAIT_TIMEOUT=10 wait_for _new_log_grep "$from" "$re"
-}
-_new_log_grep() {
-	tail -n +"$(($1 + 1))" "$RUN/smtpd.log" | grep -qE -- "$2"
-}
 log_lines() { wc -l <"$RUN/smtpd.log"; }
 # since LINES: the smtpd log after its first LINES lines
 since() { tail -n +"$(($1 + 1))" "$RUN/smtpd.log"; }
 
 # conf FILE <body: an smtpd config, the common prelude first
 conf() {
-	local f=$1
-	if [ -z "${PORT:-}" ]; then
-		PORT=$(free_port) || {
-			echo "Bail out! no free port"
-			exit 1
-		}
-		export PORT
-	fi
-	{
+	# not a pipe: write_conf picks $PORT in this shell
+	write_conf "$1" < <(
 		echo "local_domains sluice.test"
 		echo "log_level debug"
 		echo "max_errors 100"
 		echo "max_unknown_commands 100"
 		cat
-	} | write_conf "$f"
+	)
 }
 
 # chat [--timeout S]: smtp_chat, without the 250- lines of the EHLO reply
@@ -153,7 +120,7 @@ plugin milter socket=unix:$ASOCK retry=0
 plugin test_hooks hook=data_post action=edit edit=add macros={mail_addr}
 plugin queue/maildir path=$MAIL/%l
 EOF
-smtpd_up "$RUN/one.conf"
+sluice_restart_quiet "$RUN/one.conf"
 
 # The session: banner 0, EHLO 1, XFOO (unknown) 2, MAIL 3, RCPT 4, DATA 5,
 # end of data 6, QUIT 7.  sluice-smtpd's own rules apply at connect: a
@@ -271,7 +238,7 @@ plugin test_hooks hook=rcpt action=ok
 plugin milter socket=unix:$ASOCK retry=0
 plugin queue/maildir path=$MAIL/%l
 EOF
-smtpd_up "$RUN/okrcpt.conf"
+sluice_restart_quiet "$RUN/okrcpt.conf"
 start_tm a "unix:$ASOCK"
 BODY=("..starts with a dot" "line")
 out=$(msg_script alice@example.org bob@sluice.test carol@sluice.test | chat)
@@ -281,7 +248,7 @@ is "$(events a)" "negotiate connect helo mail rcpt rcpt data header header heade
 grep '^body ' "$RUN/a.log" | grep -qF ' .starts with a dot\r\nline\r\n |'
 ok $? "the body goes dot-unstuffed, with CRLF" || diag "$(grep '^body' "$RUN/a.log")"
 BODY=("body line")
-smtpd_up "$RUN/one.conf"
+sluice_restart_quiet "$RUN/one.conf"
 
 # ------------------------------------------------------------------ 2. edits
 HDRS=("Subject: test" "From: <a@example.org>" "X-Old: old" "X-Multi: one" "X-Multi: two")
@@ -359,7 +326,7 @@ conf "$RUN/prog.conf" <<EOF
 plugin milter socket=unix:$ASOCK retry=0 eom_timeout=1s
 plugin queue/maildir path=$MAIL/%l
 EOF
-smtpd_up "$RUN/prog.conf"
+sluice_restart_quiet "$RUN/prog.conf"
 start_tm a "unix:$ASOCK" -e 'sleep 600' -e 'progress 1' -e 'sleep 600' -e 'progress 1' \
 	-e 'sleep 600' -e 'addheader X-Progress:yes'
 out=$(msg_script alice@example.org bob@sluice.test | chat)
@@ -375,7 +342,7 @@ plugin test_hooks hook=data_post action=edit edit=add
 plugin milter name=B socket=unix:$BSOCK retry=0
 plugin queue/maildir path=$MAIL/%l
 EOF
-smtpd_up "$RUN/chain.conf"
+sluice_restart_quiet "$RUN/chain.conf"
 start_tm a "unix:$ASOCK" -r 'rcpt~bad=reject' -e 'addheader X-From-A:yes'
 start_tm b "unix:$BSOCK" -e 'addheader X-From-B:yes'
 n0=$(count good)
@@ -416,7 +383,7 @@ conf "$RUN/mac.conf" <<EOF
 plugin milter socket=unix:$ASOCK retry=0
 plugin queue/maildir path=$MAIL/%l
 EOF
-smtpd_up "$RUN/mac.conf"
+sluice_restart_quiet "$RUN/mac.conf"
 start_tm a "unix:$ASOCK" -x '{daemon_name}' -x _ -x v -x '{mail_host}' -x '{rcpt_host}'
 out=$(msg_script alice@example.org bob@sluice.test | chat)
 like "$(nth 5 <<<"$out")" '^250 2\.0\.0 Ok: queued' "macros: message accepted"
@@ -454,7 +421,7 @@ conf "$RUN/mac2.conf" <<EOF
 plugin milter socket=unix:$ASOCK retry=0 macros_rcpt={rcpt_host},{rcpt_mailer} macros_connect=j
 plugin queue/maildir path=$MAIL/%l
 EOF
-smtpd_up "$RUN/mac2.conf"
+sluice_restart_quiet "$RUN/mac2.conf"
 start_tm a "unix:$ASOCK" -x '{rcpt_host}' -x '{rcpt_mailer}' -x v
 out=$(msg_script alice@example.org bob@sluice.test | chat)
 events a >/dev/null
@@ -465,7 +432,7 @@ unlike "$r" '\{rcpt_addr\}|i=' "macros_rcpt=: {rcpt_addr} and i no longer sent"
 unlike "$(grep '^connect ' "$RUN/a.log")" ' v=' "macros_connect=j: v not sent"
 
 # ------------------------------------------------------------------ 6. protocol bits, version, actions
-smtpd_up "$RUN/mac.conf"
+sluice_restart_quiet "$RUN/mac.conf"
 # 0x20 NOHDRS, 0x8000 NR_RCPT
 start_tm a "unix:$ASOCK" -P $((0x20 | 0x8000)) -e 'addheader X-Nohdrs:yes'
 n0=$(count bob)
@@ -496,7 +463,7 @@ conf "$RUN/v2.conf" <<EOF
 plugin milter socket=unix:$ASOCK retry=0 version=2 actions=add_headers protocol=none
 plugin queue/maildir path=$MAIL/%l
 EOF
-smtpd_up "$RUN/v2.conf"
+sluice_restart_quiet "$RUN/v2.conf"
 start_tm a "unix:$ASOCK" -e 'addheader X-V2:yes' -e 'chgheader 1:Subject:no' -P $((0x20 | 0x1))
 EXTRA=("XFOO bar")
 from=$(log_lines)
@@ -526,7 +493,7 @@ for da in tempfail accept reject; do
 plugin milter socket=unix:$ASOCK default_action=$da retry=0
 plugin queue/maildir path=$MAIL/%l
 EOF
-	smtpd_up "$RUN/da-$da.conf"
+	sluice_restart_quiet "$RUN/da-$da.conf"
 	n0=$(count bob)
 	from=$(log_lines)
 	out=$(msg_script alice@example.org bob@sluice.test | chat)
@@ -556,7 +523,7 @@ conf "$RUN/retry.conf" <<EOF
 plugin milter socket=unix:$ASOCK default_action=accept retry=2s
 plugin queue/maildir path=$MAIL/%l
 EOF
-smtpd_up "$RUN/retry.conf"
+sluice_restart_quiet "$RUN/retry.conf"
 from=$(log_lines)
 out=$(msg_script alice@example.org bob@sluice.test | chat)
 since "$from" | grep -q 'failed: connect: .*(next try in 2000 ms)'
@@ -582,7 +549,7 @@ conf "$RUN/retry2.conf" <<EOF
 plugin milter socket=unix:$ASOCK default_action=accept retry=500ms
 plugin queue/maildir path=$MAIL/%l
 EOF
-smtpd_up "$RUN/retry2.conf"
+sluice_restart_quiet "$RUN/retry2.conf"
 stop_tm a
 rm -f "$ASOCK"
 backoffs=
@@ -604,7 +571,7 @@ since "$from" | grep -q 'failed: connect: .*(next try in 500 ms)'
 ok $? "after a success the back-off starts again from 500 ms"
 
 # ------------------------------------------------------------------ 8. killed mid-session
-smtpd_up "$RUN/one.conf"
+sluice_restart_quiet "$RUN/one.conf"
 start_tm a "unix:$ASOCK"
 KPID=${TMPID[a]}
 disown "$KPID" # no "Killed" notice from bash
@@ -639,7 +606,7 @@ conf "$RUN/stall.conf" <<EOF
 plugin milter socket=unix:$ASOCK retry=0 eom_timeout=1s
 plugin queue/maildir path=$MAIL/%l
 EOF
-smtpd_up "$RUN/stall.conf"
+sluice_restart_quiet "$RUN/stall.conf"
 start_tm a "unix:$ASOCK" -d 3000 -e 'addheader X-Stalled:yes'
 n0=$(count bob)
 from=$(log_lines)
@@ -668,7 +635,7 @@ is "$(($(count bob) - n0))" 1 "only the message of the second session is deliver
 stop_tm a
 
 # ------------------------------------------------------------------ 10. several messages per session
-smtpd_up "$RUN/one.conf"
+sluice_restart_quiet "$RUN/one.conf"
 start_tm a "unix:$ASOCK" -e 'addheader X-Each:yes'
 n0=$(count bob)
 out=$({

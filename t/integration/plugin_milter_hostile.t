@@ -63,21 +63,6 @@ stop_hm() {
 	HMPID=
 }
 
-# smtpd_up CONF: (re)start sluice-smtpd, wait for its "started" line (no
-# probe session: it would reach the filter).
-smtpd_up() {
-	local from
-	sluice_stop
-	from=$(log_lines)
-	"$SMTPD" -f -c "$1" 2>>"$RUN/smtpd.log" &
-	SLUICE_PID=$!
-	track_pid "$SLUICE_PID"
-	if ! WAIT_TIMEOUT=10 wait_for _since_grep "$from" 'sluice-smtpd started'; then
-		echo "Bail out! sluice-smtpd did not start with $1: $(tail -n 20 "$RUN/smtpd.log")"
-		exit 1
-	fi
-}
-_since_grep() { since "$1" | grep -qE -- "$2"; }
 log_lines() { wc -l <"$RUN/smtpd.log"; }
 since() { tail -n +"$(($1 + 1))" "$RUN/smtpd.log"; }
 
@@ -85,13 +70,6 @@ since() { tail -n +"$(($1 + 1))" "$RUN/smtpd.log"; }
 # first, then queue/maildir.
 conf() {
 	local f=$1 da=$2 eom=${3:-1s}
-	if [ -z "${PORT:-}" ]; then
-		PORT=$(free_port) || {
-			echo "Bail out! no free port"
-			exit 1
-		}
-		export PORT
-	fi
 	write_conf "$f" <<EOF
 local_domains sluice.test
 log_level debug
@@ -203,7 +181,7 @@ hostile() {
 
 # ------------------------------------------------------------------ 1. every hostile mode, default_action=tempfail
 conf "$RUN/t.conf" tempfail
-smtpd_up "$RUN/t.conf"
+sluice_restart_quiet "$RUN/t.conf"
 
 hostile negotiate-version-0 optneg 'negotiation: filter answers a protocol version not offered'
 hostile negotiate-version-1 optneg 'negotiation: filter answers a protocol version not offered'
@@ -294,14 +272,14 @@ ok $((T >= 2000 ? 0 : 1)) "progress-then-continue: the reply waited for the filt
 
 # ------------------------------------------------------------------ 3. default_action=reject
 conf "$RUN/r.conf" reject
-smtpd_up "$RUN/r.conf"
+sluice_restart_quiet "$RUN/r.conf"
 DA=reject NO_GOOD=1 hostile reply-crlf eom "REPLYCODE\\): reply line without '-'" eof "550 5.5.0 Service unavailable"
 DA=reject hostile close rcpt 'connection closed by the milter waiting for the reply to RCPT' hostile \
 	"550 5.5.0 Service unavailable"
 
 # ------------------------------------------------------------------ 4. default_action=accept
 conf "$RUN/a.conf" accept
-smtpd_up "$RUN/a.conf"
+sluice_restart_quiet "$RUN/a.conf"
 for mode in header-crlf-value rcpt-crlf chgheader-crlf close-in-replbody; do
 	start_hm "$mode"
 	n0=$(count)
@@ -325,7 +303,7 @@ done
 
 # ------------------------------------------------------------------ 5. progress forever: the 10x cap
 conf "$RUN/p.conf" tempfail 300ms
-smtpd_up "$RUN/p.conf"
+sluice_restart_quiet "$RUN/p.conf"
 hostile progress-forever eom 'no reply to BODYEOB'
 # the cap: 10 x 300 ms after the wait started, not before, not much later
 ok $((HT >= 2900 && HT <= 4500 ? 0 : 1)) "progress-forever: given up at the 10x cap, 3 s ($HT ms)"

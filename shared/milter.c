@@ -463,22 +463,31 @@ decode_command_fields(struct sl_cursor *c, struct sl_milter_msg *m,
 	}
 }
 
-int
-sl_milter_decode_command(const struct sl_milter_packet *pkt,
-    struct sl_milter_msg *m, const char **error_r)
+/* One packet through one direction's field table; no byte may be left. */
+static int
+decode(const struct sl_milter_packet *pkt, struct sl_milter_msg *m,
+    int (*fields)(struct sl_cursor *, struct sl_milter_msg *, const char **),
+    const char **error_r)
 {
 	struct sl_cursor c;
 
 	memset(m, 0, sizeof(*m));
 	m->code = pkt->cmd;
 	sl_cursor_init(&c, pkt->data, pkt->len);
-	if (decode_command_fields(&c, m, error_r) == -1)
+	if (fields(&c, m, error_r) == -1)
 		return -1;
 	if (!sl_cursor_at_end(&c)) {
 		*error_r = "extra bytes after the last field";
 		return -1;
 	}
 	return 0;
+}
+
+int
+sl_milter_decode_command(const struct sl_milter_packet *pkt,
+    struct sl_milter_msg *m, const char **error_r)
+{
+	return decode(pkt, m, decode_command_fields, error_r);
 }
 
 static int
@@ -546,18 +555,7 @@ int
 sl_milter_decode_reply(const struct sl_milter_packet *pkt,
     struct sl_milter_msg *m, const char **error_r)
 {
-	struct sl_cursor c;
-
-	memset(m, 0, sizeof(*m));
-	m->code = pkt->cmd;
-	sl_cursor_init(&c, pkt->data, pkt->len);
-	if (decode_reply_fields(&c, m, error_r) == -1)
-		return -1;
-	if (!sl_cursor_at_end(&c)) {
-		*error_r = "extra bytes after the last field";
-		return -1;
-	}
-	return 0;
+	return decode(pkt, m, decode_reply_fields, error_r);
 }
 
 int

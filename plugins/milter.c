@@ -294,7 +294,6 @@ struct child {
 	size_t rcpts_sent;
 	/* the job of one hook call */
 	bool busy;
-	enum sl_hook_id hook;
 	struct sl_txn *txn; /* data_post: the message, during the job */
 	struct ev *evs;
 	size_t nevs, next;
@@ -1815,12 +1814,11 @@ io_cb(void *arg, unsigned int what)
  * suspending the hook.
  */
 static enum sl_verdict
-job_run(struct child *ch, struct sl_hookctx *ctx, enum sl_hook_id h)
+job_run(struct child *ch, struct sl_hookctx *ctx)
 {
 	enum sl_verdict v;
 
 	ch->busy = true;
-	ch->hook = h;
 	set_reply(ch, SL_DECLINED, 0, NULL, NULL);
 	if (!advance(ch)) {
 		ch->async = sl_async_begin(ctx);
@@ -1913,7 +1911,7 @@ hook_connect(void *state, struct sl_hookctx *ctx)
 
 	if (ch == NULL)
 		return v;
-	return job_run(ch, ctx, SL_HOOK_CONNECT);
+	return job_run(ch, ctx);
 }
 
 static enum sl_verdict
@@ -1927,7 +1925,7 @@ hook_helo(void *state, struct sl_hookctx *ctx)
 	if (ch->msg_open)
 		ev_add(ch, SL_SMFIC_ABORT, NULL);
 	ev_add(ch, SL_SMFIC_HELO, sl_hook_args(ctx)->arg);
-	return job_run(ch, ctx, SL_HOOK_HELO);
+	return job_run(ch, ctx);
 }
 
 static enum sl_verdict
@@ -1946,7 +1944,7 @@ hook_mail(void *state, struct sl_hookctx *ctx)
 	e = ev_add(ch, SL_SMFIC_MAIL, a->arg);
 	ev_params(e, a->params, a->nparams);
 	ch->txn = sl_hook_txn(ctx);
-	return job_run(ch, ctx, SL_HOOK_MAIL);
+	return job_run(ch, ctx);
 }
 
 /*
@@ -1981,7 +1979,7 @@ hook_rcpt(void *state, struct sl_hookctx *ctx)
 		return v;
 	e = ev_add(ch, SL_SMFIC_RCPT, a->arg);
 	ev_params(e, a->params, a->nparams);
-	return job_run(ch, ctx, SL_HOOK_RCPT);
+	return job_run(ch, ctx);
 }
 
 static enum sl_verdict
@@ -1993,7 +1991,7 @@ hook_data(void *state, struct sl_hookctx *ctx)
 	if (ch == NULL)
 		return v;
 	ev_add(ch, SL_SMFIC_DATA, NULL);
-	return job_run(ch, ctx, SL_HOOK_DATA);
+	return job_run(ch, ctx);
 }
 
 static enum sl_verdict
@@ -2007,7 +2005,7 @@ hook_data_post(void *state, struct sl_hookctx *ctx)
 	ch->cp = CP_HEADERS;
 	ch->hdr_i = ch->body_off = 0;
 	ch->body_cr = false;
-	return job_run(ch, ctx, SL_HOOK_DATA_POST);
+	return job_run(ch, ctx);
 }
 
 static enum sl_verdict
@@ -2018,10 +2016,8 @@ hook_unrecognized(void *state, struct sl_hookctx *ctx)
 
 	if (ch == NULL)
 		return v;
-	if (ch->state == CS_READY && ch->version < 3)
-		return SL_DECLINED;
 	ev_add(ch, SL_SMFIC_UNKNOWN, sl_hook_args(ctx)->arg);
-	return job_run(ch, ctx, SL_HOOK_UNRECOGNIZED);
+	return job_run(ch, ctx);
 }
 
 /* RSET (or ABORT from the MTA): the child's message ends unfinished. */

@@ -31,7 +31,7 @@ WARN = -std=c11 -Wall -Wextra $(WERROR) -Wformat=2 -Wshadow \
 ifneq ($(SANITIZE),1)
 HARDEN = -D_FORTIFY_SOURCE=2 -fstack-protector-strong
 endif
-PKGS = libevent libevent_pthreads libpcre2-8
+PKGS = libevent libevent_pthreads libevent_openssl openssl libpcre2-8
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 CFLAGS_ALL = $(WARN) $(OPT) $(HARDEN) $(SANFLAGS) -D_GNU_SOURCE -fPIC \
@@ -51,7 +51,7 @@ CLIENT_OBJ = $(B)/milterd/client.o
 # Test milters built on the real libmilter (peers for the MTA side).
 TMILTER_SRC = $(wildcard t/milter/*.c)
 TMILTER_BIN = $(TMILTER_SRC:t/milter/%.c=$(B)/t/milter/%)
-PLUGIN_SRC = $(wildcard plugins/*.c plugins/queue/*.c)
+PLUGIN_SRC = $(wildcard plugins/*.c plugins/queue/*.c plugins/auth/*.c)
 PLUGIN_SO = $(PLUGIN_SRC:plugins/%.c=$(B)/plugins/%.so)
 TPLUGIN_SRC = $(wildcard t/plugins/*.c)
 TPLUGIN_SO = $(TPLUGIN_SRC:t/plugins/%.c=$(B)/t/plugins/%.so)
@@ -133,7 +133,8 @@ install: all
 	install -d $(DESTDIR)$(PREFIX)/share/man/man5 $(DESTDIR)$(PREFIX)/share/man/man7
 	install -d $(DESTDIR)$(PREFIX)/share/man/man8 $(DESTDIR)$(PREFIX)/include/sluice
 	install -m 755 $(B)/sluice-smtpd $(B)/sluice-milterd $(DESTDIR)$(PREFIX)/sbin/
-	cd $(B)/plugins && for f in *.so queue/*.so; do \
+	install -d $(DESTDIR)$(PREFIX)/lib/sluice/plugins/auth
+	cd $(B)/plugins && for f in *.so queue/*.so auth/*.so; do \
 		install -m 644 $$f $(DESTDIR)$(PREFIX)/lib/sluice/plugins/$$f; done
 	install -m 644 shared/sluice/*.h $(DESTDIR)$(PREFIX)/include/sluice/
 	install -m 644 man/*.5 $(DESTDIR)$(PREFIX)/share/man/man5/

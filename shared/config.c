@@ -46,6 +46,7 @@ static const int log_level_values[] = { LOG_ERR, LOG_WARNING, LOG_NOTICE,
 static const char *const action_names[] = { "tempfail", "accept", "reject",
 	NULL };
 static const char *const bare_names[] = { "reject", "normalise", NULL };
+static const char *const ccert_names[] = { "no", "ask", "require", NULL };
 const char *const sl_milter_modes[] = { "0660", "0600", "0666", NULL };
 
 const struct sl_conf_def sl_config_directives[] = {
@@ -62,6 +63,10 @@ const struct sl_conf_def sl_config_directives[] = {
 	    .type = SL_CONF_LIST,
 	    .offset = SET(proxy_listen),
 	    .help = "SMTP listeners expecting a PROXY protocol header" },
+	{ .name = "smtps_listen",
+	    .type = SL_CONF_LIST,
+	    .offset = SET(smtps_listen),
+	    .help = "implicit-TLS SMTP listeners (also: listen smtps ...)" },
 	{ .name = "milter_listen",
 	    .type = SL_CONF_LIST,
 	    .offset = SET(milter_listen),
@@ -282,6 +287,50 @@ const struct sl_conf_def sl_config_directives[] = {
 	    .def = "no",
 	    .offset = SET(enable_vrfy),
 	    .help = "answer VRFY instead of 252" },
+	{ .name = "tls_cert",
+	    .type = SL_CONF_LIST,
+	    .offset = SET(tls_cert),
+	    .help = "PEM certificate files (chain included), one per name" },
+	{ .name = "tls_key",
+	    .type = SL_CONF_LIST,
+	    .offset = SET(tls_key),
+	    .help = "PEM private key files, in tls_cert's order" },
+	{ .name = "tls_protocols",
+	    .type = SL_CONF_LIST,
+	    .def = "TLSv1.2 TLSv1.3",
+	    .offset = SET(tls_protocols),
+	    .help = "TLS versions offered: TLSv1, TLSv1.1, TLSv1.2, TLSv1.3" },
+	{ .name = "tls_ciphers",
+	    .type = SL_CONF_STR,
+	    .offset = SET(tls_ciphers),
+	    .help = "OpenSSL cipher list for TLS 1.2 and older" },
+	{ .name = "tls_ciphersuites",
+	    .type = SL_CONF_STR,
+	    .offset = SET(tls_ciphersuites),
+	    .help = "OpenSSL cipher suites for TLS 1.3" },
+	{ .name = "tls_client_certs",
+	    .type = SL_CONF_ENUM,
+	    .def = "no",
+	    .choices = ccert_names,
+	    .offset = SET(tls_client_certs),
+	    .help = "ask clients for certificates: no, ask, require" },
+	{ .name = "tls_client_ca",
+	    .type = SL_CONF_STR,
+	    .offset = SET(tls_client_ca),
+	    .help = "PEM file of the CAs client certificates are checked "
+	            "against" },
+	{ .name = "starttls",
+	    .type = SL_CONF_BOOL,
+	    .def = "yes",
+	    .offset = SET(starttls),
+	    .help = "offer STARTTLS when tls_cert is set" },
+	{ .name = "tls_handshake_timeout",
+	    .type = SL_CONF_MSEC,
+	    .def = "30s",
+	    .min = 1,
+	    .max = 3600 * 1000,
+	    .offset = SET(tls_handshake_timeout_ms),
+	    .help = "time allowed for a TLS handshake" },
 	SL_CONF_END,
 };
 
@@ -1200,13 +1249,26 @@ do_directive(struct loader *ld, const struct where *w,
 	const struct sl_conf_def *def;
 	const char *name = toks->items[0];
 	char *reason = NULL;
-	size_t idx, i;
+	size_t idx, i, first = 1;
 	bool is_list;
 
 	if (strcmp(name, "include") == 0)
 		return do_include(ld, w, toks, error_r);
 	if (strcmp(name, "plugin") == 0)
 		return do_plugin(ld, w, toks, error_r);
+	/* "listen smtps ADDR ..." is smtps_listen; "listen smtp" is listen */
+	if (strcmp(name, "listen") == 0 && toks->count > 1 &&
+	    (strcmp(toks->items[1], "smtps") == 0 ||
+	        strcmp(toks->items[1], "smtp") == 0)) {
+		if (toks->count == 2)
+			return fail_at(w,
+			    sl_xasprintf("listen %s: missing address",
+			        toks->items[1]),
+			    error_r);
+		if (strcmp(toks->items[1], "smtps") == 0)
+			name = "smtps_listen";
+		first = 2;
+	}
 	def = find_def(sl_config_directives, name, &idx);
 	if (def == NULL)
 		return fail_at(w, sl_xasprintf("unknown directive '%s'", name),
@@ -1218,13 +1280,15 @@ do_directive(struct loader *ld, const struct where *w,
 	if (!is_list && toks->count > 2)
 		return fail_at(w, sl_xasprintf("%s: too many values", name),
 		    error_r);
-	for (i = 1; i < toks->count; i++) {
+	for (i = first; i < toks->count; i++) {
 		if (sl_conf_parse_value(def, toks->items[i],
 		        field_of(def, &ld->cfg->settings), w->dir,
 		        &reason) != 0)
 			return fail_at(w, reason, error_r);
 	}
 	ld->given[idx] = true;
+	free(ld->cfg->where[idx]);
+	ld->cfg->where[idx] = sl_xasprintf("%s:%u", w->file, w->line);
 	return 0;
 }
 
@@ -1357,6 +1421,8 @@ sl_config_load(const char *path, char **error_r)
 	ld.cfg = cfg;
 	ld.given =
 	    sl_xcalloc(count_defs(sl_config_directives), sizeof(*ld.given));
+	cfg->where =
+	    sl_xcalloc(count_defs(sl_config_directives), sizeof(*cfg->where));
 	*error_r = NULL;
 	if (load_file(&ld, path, "", error_r) != 0 ||
 	    finish(cfg, ld.given, error_r) != 0)
@@ -1393,7 +1459,22 @@ sl_config_free(struct sl_config **cp)
 	for (i = 0; i < cfg->nplugins; i++)
 		plugin_line_free(&cfg->plugins[i]);
 	free(cfg->plugins);
+	for (i = 0; cfg->where != NULL && sl_config_directives[i].name != NULL;
+	     i++)
+		free(cfg->where[i]);
+	free(cfg->where);
 	free(cfg->path);
 	free(cfg);
 	*cp = NULL;
+}
+
+const char *
+sl_config_where(const struct sl_config *cfg, const char *name)
+{
+	size_t idx;
+
+	if (find_def(sl_config_directives, name, &idx) == NULL ||
+	    cfg->where[idx] == NULL)
+		return cfg->path;
+	return cfg->where[idx];
 }

@@ -38,6 +38,7 @@ struct sl_settings {
 	char *hostname;                  /* default: gethostname() */
 	struct sl_strlist listen;        /* "addr:port", "[v6]:port" */
 	struct sl_strlist proxy_listen;  /* PROXY protocol v1/v2 listeners */
+	struct sl_strlist smtps_listen;  /* implicit TLS ("listen smtps") */
 	struct sl_strlist milter_listen; /* inet:, inet6:, unix: */
 	int milter_socket_mode;          /* index into sl_milter_modes */
 	unsigned int milter_timeout_ms;
@@ -75,6 +76,22 @@ struct sl_settings {
 	bool chunking;
 	bool pipelining;
 	bool enable_vrfy;
+	/* TLS (sluice-smtpd): the nth tls_key goes with the nth tls_cert */
+	struct sl_strlist tls_cert;      /* PEM: certificate, then its chain */
+	struct sl_strlist tls_key;       /* PEM private keys */
+	struct sl_strlist tls_protocols; /* "TLSv1.2", "TLSv1.3" */
+	char *tls_ciphers;               /* TLS <= 1.2 cipher list */
+	char *tls_ciphersuites;          /* TLS 1.3 suites */
+	int tls_client_certs;            /* enum sl_tls_ccert */
+	char *tls_client_ca;             /* CA file for client certs */
+	bool starttls;                   /* offer STARTTLS when certs exist */
+	unsigned int tls_handshake_timeout_ms;
+};
+
+enum sl_tls_ccert {
+	SL_TLS_CCERT_NO,      /* none asked for */
+	SL_TLS_CCERT_ASK,     /* asked for; recorded, never required */
+	SL_TLS_CCERT_REQUIRE, /* required and verified against tls_client_ca */
 };
 
 /* One "plugin NAME k=v ..." line, in chain order. */
@@ -90,6 +107,7 @@ struct sl_plugin_line {
 struct sl_config {
 	char *path;
 	struct sl_settings settings;
+	char **where; /* per directive: "file:line" of its last line */
 	struct sl_plugin_line *plugins;
 	size_t nplugins;
 };
@@ -105,6 +123,12 @@ extern const char *const sl_milter_modes[];
  */
 struct sl_config *sl_config_load(const char *path, char **error_r);
 void sl_config_free(struct sl_config **cp);
+/*
+ * "file:line" of the last line that set directive name, for errors found
+ * after loading (a certificate that does not load); the config's path if
+ * the directive was not given.
+ */
+const char *sl_config_where(const struct sl_config *cfg, const char *name);
 
 /*
  * Applies "key=value" options to block according to defs: every key must

@@ -349,6 +349,27 @@ sl_conn_ip_connections(const struct sl_conn *c)
 	return sl_ipcount_get(c->peer_addr);
 }
 
+/* The TLS macros, from the notes the front end keeps (sl_tls_record). */
+static const char *
+tls_macro(struct sl_conn *c, const char *name)
+{
+	static const char *const map[][2] = {
+		{ "{tls_version}", "tls.version" },
+		{ "{cipher}", "tls.cipher" },
+		{ "{cipher_bits}", "tls.bits" },
+		{ "{cert_subject}", "tls.peer_subject" },
+		{ "{cert_issuer}", "tls.peer_issuer" },
+		{ "{verify}", "tls.verify" },
+	};
+	size_t i;
+
+	for (i = 0; i < SL_NELEM(map); i++) {
+		if (strcmp(name, map[i][0]) == 0)
+			return c->tls ? sl_conn_note_get(c, map[i][1]) : NULL;
+	}
+	return NULL;
+}
+
 const char *
 sl_conn_macro(struct sl_conn *c, const char *name)
 {
@@ -372,6 +393,10 @@ sl_conn_macro(struct sl_conn *c, const char *name)
 		return c->txn != NULL ? c->txn->id : NULL;
 	if (strcmp(name, "{mail_addr}") == 0)
 		return c->txn != NULL ? c->txn->sender : NULL;
+	if (strncmp(name, "{tls_", 5) == 0 ||
+	    strncmp(name, "{cipher", 7) == 0 ||
+	    strncmp(name, "{cert_", 6) == 0 || strcmp(name, "{verify}") == 0)
+		return tls_macro(c, name);
 	if (strcmp(name, "{client_addr}") == 0)
 		v = c->remote_ip;
 	else if (strcmp(name, "{daemon_addr}") == 0)

@@ -60,6 +60,7 @@ struct sl_runtime {
 	/* per hook: the instances that have it, in chain order */
 	struct sl_instance **chain[SL_HOOK_MAX];
 	size_t nchain[SL_HOOK_MAX];
+	struct sl_tls_server *tls; /* sluice-smtpd with tls_cert; or NULL */
 };
 
 /*

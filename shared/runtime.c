@@ -21,6 +21,7 @@
 
 #include "core.h"
 #include "log.h"
+#include "tls.h"
 #include "xmalloc.h"
 
 static pthread_mutex_t current_mu = PTHREAD_MUTEX_INITIALIZER;
@@ -57,6 +58,7 @@ runtime_free(struct sl_runtime *rt)
 	for (i = 0; i < SL_HOOK_MAX; i++)
 		free(rt->chain[i]);
 	free(rt->inst);
+	sl_tls_server_free(&rt->tls);
 	sl_config_free(&rt->cfg);
 	free(rt);
 }
@@ -336,6 +338,13 @@ sl_runtime_load(const char *path, enum sl_front_end fe, char **error_r)
 	rt->cfg = cfg;
 	rt->set = &cfg->settings;
 	rt->inst = sl_xcalloc(cfg->nplugins, sizeof(*rt->inst));
+	if (fe == SL_FRONT_SMTPD) {
+		rt->tls = sl_tls_server_new(cfg, error_r);
+		if (rt->tls == NULL && *error_r != NULL) {
+			runtime_free(rt);
+			return NULL;
+		}
+	}
 	for (i = 0; i < cfg->nplugins; i++) {
 		rt->ninst++;
 		rc = instance_load(rt, &rt->inst[rt->ninst - 1],

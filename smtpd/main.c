@@ -21,7 +21,9 @@
 #include "xmalloc.h"
 #include "smtpd.h"
 
-static bool plain = false, proxied = true;
+/* What a listener's sockets start with: SMTPD_PROXY, SMTPD_TLS. */
+static const unsigned int plain = 0, proxied = SMTPD_PROXY,
+                          implicit_tls = SMTPD_TLS;
 
 static void
 reject_now(int fd, const char *text)
@@ -35,7 +37,7 @@ static void
 accept_smtp(struct sl_loop *l, int fd, const struct sockaddr *sa,
     socklen_t salen, void *arg)
 {
-	const bool *proxy = arg;
+	const unsigned int *flags = arg;
 	const struct sl_settings *set;
 	struct sl_conn *c;
 	bool over_total;
@@ -56,11 +58,12 @@ accept_smtp(struct sl_loop *l, int fd, const struct sockaddr *sa,
 		sl_conn_free(&c);
 		return;
 	}
-	smtpd_session_start(c, fd, *proxy);
+	smtpd_session_start(c, fd, *flags);
 }
 
 static void
-bind_list(const struct sl_strlist *specs, bool *proxy, unsigned int nloops)
+bind_list(const struct sl_strlist *specs, const unsigned int *flags,
+    unsigned int nloops)
 {
 	char *host, *port, *label;
 	size_t i;
@@ -70,8 +73,11 @@ bind_list(const struct sl_strlist *specs, bool *proxy, unsigned int nloops)
 			sl_fatal("listen %s: expected address:port",
 			    specs->items[i]);
 		label = sl_xasprintf("%s%s", specs->items[i],
-		    *proxy ? " (PROXY protocol)" : "");
-		sl_listen_tcp(label, host, port, nloops, accept_smtp, proxy);
+		    (*flags & SMTPD_PROXY) != 0     ? " (PROXY protocol)"
+		        : (*flags & SMTPD_TLS) != 0 ? " (smtps)"
+		                                    : "");
+		sl_listen_tcp(label, host, port, nloops, accept_smtp,
+		    (void *)(uintptr_t)flags);
 		free(label);
 		free(host);
 		free(port);
@@ -83,6 +89,7 @@ smtpd_bind(const struct sl_settings *set, unsigned int nloops)
 {
 	bind_list(&set->listen, &plain, nloops);
 	bind_list(&set->proxy_listen, &proxied, nloops);
+	bind_list(&set->smtps_listen, &implicit_tls, nloops);
 }
 
 static bool
@@ -91,6 +98,7 @@ smtpd_needs_restart(const struct sl_settings *old,
 {
 	return !sl_strlist_equal(&old->listen, &cur->listen) ||
 	    !sl_strlist_equal(&old->proxy_listen, &cur->proxy_listen) ||
+	    !sl_strlist_equal(&old->smtps_listen, &cur->smtps_listen) ||
 	    old->loop_threads != cur->loop_threads ||
 	    old->worker_threads != cur->worker_threads;
 }

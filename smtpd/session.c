@@ -29,29 +29,39 @@
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
 #include <event2/event.h>
+
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 
 #include "core.h"
 #include "hdrsplit.h"
 #include "log.h"
 #include "msgreader.h"
 #include "smtpparse.h"
+#include "tls.h"
 #include "xmalloc.h"
 #include "smtpd.h"
 
 enum st {
-	ST_PROXY,   /* waiting for the PROXY header */
-	ST_BUSY,    /* a hook chain runs; input waits */
-	ST_CMD,     /* reading commands */
-	ST_DATA,    /* reading DATA content */
-	ST_BDAT,    /* reading a BDAT chunk */
-	ST_CLOSING, /* final reply queued; closing once flushed */
+	ST_PROXY,    /* waiting for the PROXY header */
+	ST_BUSY,     /* a hook chain runs; input waits */
+	ST_CMD,      /* reading commands */
+	ST_DATA,     /* reading DATA content */
+	ST_BDAT,     /* reading a BDAT chunk */
+	ST_CLOSING,  /* final reply queued; closing once flushed */
+	ST_TLS_WAIT, /* STARTTLS: "220" not yet all written */
+	ST_TLS,      /* the TLS handshake runs */
 };
 
 struct smtp {
 	struct sl_conn *conn;
 	const struct sl_settings *set;
 	struct bufferevent *bev;
+	int fd;
+	bool tls_bev;      /* bev is an OpenSSL one; it owns fd */
+	bool implicit_tls; /* an smtps listener: TLS from the start */
 	enum st state;
 	bool esmtp;
 	bool greeted;        /* HELO/EHLO accepted */
@@ -91,8 +101,11 @@ struct smtp {
 static __thread struct smtp *sessions;
 
 static void process_input(struct smtp *s);
+static void start_tls(struct smtp *s);
 static void session_close(struct smtp *s);
 static void run_connect(struct smtp *s);
+static void tls_established(struct smtp *s);
+static const char *tls_error(struct smtp *s, char *buf, size_t size);
 
 /* --- output ------------------------------------------------------------- */
 
@@ -134,8 +147,8 @@ flush_out(struct smtp *s)
 	if (s->outq == NULL || evbuffer_get_length(s->outq) == 0)
 		return;
 	o = bufferevent_get_output(s->bev);
-	if (evbuffer_get_length(o) == 0)
-		(void)evbuffer_write(s->outq, bufferevent_getfd(s->bev));
+	if (!s->tls_bev && evbuffer_get_length(o) == 0)
+		(void)evbuffer_write(s->outq, s->fd);
 	if (evbuffer_get_length(s->outq) > 0)
 		evbuffer_add_buffer(o, s->outq);
 }
@@ -210,7 +223,18 @@ session_free(struct smtp *s)
 	sl_ipcount_release(s->conn->peer_addr);
 	sl_log(LOG_INFO, s->conn->id, "disconnect client=[%s] errors=%u",
 	    s->conn->remote_ip, s->errors);
-	bufferevent_free(s->bev);
+	if (s->tls_bev) {
+		SSL *ssl = bufferevent_openssl_get_ssl(s->bev);
+
+		/* close_notify, best effort; the bev frees ssl, closes fd */
+		if (ssl != NULL && SSL_is_init_finished(ssl))
+			(void)SSL_shutdown(ssl);
+		ERR_clear_error();
+		bufferevent_free(s->bev);
+	} else {
+		bufferevent_free(s->bev);
+		close(s->fd);
+	}
 	sl_msgreader_free(&s->mr);
 	sl_hdrsplit_free(&s->hs);
 	free(s->line);
@@ -249,6 +273,8 @@ write_cb(struct bufferevent *bev, void *arg)
 	(void)bev;
 	if (s->state == ST_CLOSING)
 		maybe_free(s);
+	else if (s->state == ST_TLS_WAIT)
+		start_tls(s);
 }
 
 static void
@@ -268,9 +294,27 @@ event_cb(struct bufferevent *bev, short what, void *arg)
 {
 	struct smtp *s = arg;
 	static const char *const names[] = { "proxy", "busy", "command", "data",
-		"bdat", "closing" };
+		"bdat", "closing", "starttls", "tls-handshake" };
+	char err[512];
 
 	(void)bev;
+	if ((what & BEV_EVENT_CONNECTED) != 0 && s->state == ST_TLS) {
+		tls_established(s);
+		return;
+	}
+	if (s->state == ST_TLS) {
+		if ((what & BEV_EVENT_TIMEOUT) != 0)
+			sl_log(LOG_NOTICE, s->conn->id,
+			    "TLS handshake timeout client=[%s]",
+			    s->conn->remote_ip);
+		else
+			sl_log(LOG_NOTICE, s->conn->id,
+			    "TLS handshake failed client=[%s]: %s",
+			    s->conn->remote_ip, tls_error(s, err, sizeof(err)));
+		s->state = ST_CLOSING;
+		maybe_free(s);
+		return;
+	}
 	if ((what & BEV_EVENT_TIMEOUT) != 0 && s->state != ST_CLOSING) {
 		sl_log(LOG_NOTICE, s->conn->id, "timeout state=%s",
 		    names[s->state]);
@@ -281,8 +325,9 @@ event_cb(struct bufferevent *bev, short what, void *arg)
 		return;
 	}
 	if (s->state != ST_CLOSING && s->state != ST_CMD)
-		sl_log(LOG_NOTICE, s->conn->id, "lost connection state=%s",
-		    names[s->state]);
+		sl_log(LOG_NOTICE, s->conn->id, "lost connection state=%s%s%s",
+		    names[s->state], s->tls_bev ? " tls: " : "",
+		    s->tls_bev ? tls_error(s, err, sizeof(err)) : "");
 	s->state = ST_CLOSING;
 	maybe_free(s);
 }
@@ -304,7 +349,7 @@ read_cb(struct bufferevent *bev, void *arg)
 }
 
 void
-smtpd_session_start(struct sl_conn *conn, int fd, bool proxy)
+smtpd_session_start(struct sl_conn *conn, int fd, unsigned int flags)
 {
 	struct smtp *s;
 	struct sockaddr_storage local;
@@ -320,8 +365,9 @@ smtpd_session_start(struct sl_conn *conn, int fd, bool proxy)
 	if (getsockname(fd, (struct sockaddr *)&local, &llen) == 0)
 		sl_conn_set_local(s->conn, &local, llen);
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof(on));
-	s->bev =
-	    bufferevent_socket_new(sl_loop_base(l), fd, BEV_OPT_CLOSE_ON_FREE);
+	s->fd = fd;
+	/* Not BEV_OPT_CLOSE_ON_FREE: STARTTLS swaps the bufferevent. */
+	s->bev = bufferevent_socket_new(sl_loop_base(l), fd, 0);
 	s->line = sl_xmalloc(s->set->max_command_line + 1);
 	bufferevent_setcb(s->bev, read_cb, write_cb, event_cb, s);
 	/* Bounded input: a flood waits in the kernel, not in our memory. */
@@ -336,7 +382,12 @@ smtpd_session_start(struct sl_conn *conn, int fd, bool proxy)
 	sl_log(LOG_INFO, s->conn->id, "connect client=[%s]:%u local=[%s]:%u",
 	    s->conn->remote_ip, s->conn->remote_port, s->conn->local_ip,
 	    s->conn->local_port);
-	if (proxy) {
+	if ((flags & SMTPD_TLS) != 0 && s->conn->rt->tls != NULL) {
+		s->implicit_tls = true;
+		start_tls(s);
+		return;
+	}
+	if ((flags & SMTPD_PROXY) != 0) {
 		if (!sl_cidrlist_match(&s->set->trusted_proxies,
 		        s->conn->peer_addr)) {
 			sl_log(LOG_WARNING, s->conn->id,
@@ -519,6 +570,166 @@ cmd_rset(struct smtp *s, const char *arg)
 	sl_hook_run(s->conn, &s->args, reset_done, s);
 }
 
+/* --- TLS (RFC 3207 STARTTLS, RFC 8314 implicit TLS) ---------------------- */
+
+/* Whether STARTTLS is offered now. */
+static bool
+starttls_offered(const struct smtp *s)
+{
+	return s->conn->rt->tls != NULL && s->set->starttls && !s->tls_bev;
+}
+
+/* Why the TLS layer failed, from OpenSSL's queue or the socket. */
+static const char *
+tls_error(struct smtp *s, char *buf, size_t size)
+{
+	unsigned long e;
+	size_t len = 0;
+	char one[256];
+	int err = EVUTIL_SOCKET_ERROR();
+
+	buf[0] = '\0';
+	while ((e = bufferevent_get_openssl_error(s->bev)) != 0) {
+		if (ERR_GET_LIB(e) == 0)
+			continue; /* libevent's own entries: errno values */
+		ERR_error_string_n(e, one, sizeof(one));
+		if (len < size)
+			len += (size_t)snprintf(buf + len, size - len, "%s%s",
+			    len > 0 ? "; " : "", one);
+	}
+	if (buf[0] == '\0')
+		snprintf(buf, size, "%s",
+		    err != 0 ? strerror(err) : "connection closed");
+	return buf;
+}
+
+/*
+ * Swaps the plain bufferevent for an OpenSSL one on the same socket and
+ * starts the server handshake; event_cb sees it finish.  The plain one
+ * must have written everything (the "220" of STARTTLS) first.
+ */
+static void
+start_tls(struct smtp *s)
+{
+	struct timeval tv = sl_timeval_ms(s->set->tls_handshake_timeout_ms);
+	struct bufferevent *plain = s->bev;
+	char err[512];
+	SSL *ssl;
+
+	if (evbuffer_get_length(bufferevent_get_output(plain)) > 0) {
+		s->state = ST_TLS_WAIT; /* write_cb calls again */
+		bufferevent_disable(plain, EV_READ);
+		return;
+	}
+	ssl = sl_tls_server_ssl(s->conn->rt->tls);
+	if (ssl == NULL) {
+		sl_log(LOG_ERR, s->conn->id, "TLS: cannot make a session: %s",
+		    sl_tls_errors(err, sizeof(err)));
+		s->state = ST_CLOSING;
+		maybe_free(s);
+		return;
+	}
+	s->bev = bufferevent_openssl_socket_new(sl_loop_base(s->conn->loop),
+	    s->fd, ssl, BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE);
+	if (s->bev == NULL) {
+		SSL_free(ssl);
+		s->bev = plain;
+		sl_log(LOG_ERR, s->conn->id, "TLS: cannot make a bufferevent");
+		s->state = ST_CLOSING;
+		maybe_free(s);
+		return;
+	}
+	bufferevent_free(plain); /* leaves the socket open */
+	s->tls_bev = true;
+	bufferevent_openssl_set_allow_dirty_shutdown(s->bev, 1);
+	bufferevent_setcb(s->bev, read_cb, write_cb, event_cb, s);
+	bufferevent_setwatermark(s->bev, EV_READ, 0, 256 * 1024);
+	bufferevent_set_timeouts(s->bev, &tv, &tv);
+	bufferevent_enable(s->bev, EV_READ | EV_WRITE);
+	s->state = ST_TLS;
+}
+
+static void
+tls_established(struct smtp *s)
+{
+	struct sl_conn *c = s->conn;
+	const char *subject;
+
+	sl_tls_record(bufferevent_openssl_get_ssl(s->bev), c);
+	subject = sl_conn_note_get(c, "tls.peer_subject");
+	sl_log(LOG_INFO, c->id,
+	    "TLS established version=%s cipher=%s bits=%s sni=%s "
+	    "client_cert=%s verify=%s",
+	    sl_conn_note_get(c, "tls.version"),
+	    sl_conn_note_get(c, "tls.cipher"), sl_conn_note_get(c, "tls.bits"),
+	    sl_conn_note_get(c, "tls.sni") != NULL
+	        ? sl_conn_note_get(c, "tls.sni")
+	        : "-",
+	    subject != NULL ? subject : "-", sl_conn_note_get(c, "tls.verify"));
+	set_idle_timeout(s);
+	if (s->implicit_tls) {
+		run_connect(s);
+		return;
+	}
+	/*
+	 * RFC 3207 4.2: forget everything the client said before, the EHLO
+	 * argument and any authentication included.
+	 */
+	txn_reset(s);
+	s->greeted = false;
+	s->esmtp = false;
+	free(c->helo);
+	c->helo = NULL;
+	if (c->auth_user != NULL) {
+		explicit_bzero(c->auth_user, strlen(c->auth_user));
+		free(c->auth_user);
+		c->auth_user = NULL;
+		sl_conn_update_relay(c);
+	}
+	s->state = ST_CMD;
+	process_input(s);
+}
+
+static void
+cmd_starttls(struct smtp *s, const char *arg)
+{
+	struct evbuffer *in;
+	size_t n;
+
+	if (*arg != '\0') {
+		reply_error(s, 501, "5.5.4", "Syntax: STARTTLS");
+		return;
+	}
+	if (s->tls_bev) {
+		reply_error(s, 503, "5.5.1", "TLS already active");
+		return;
+	}
+	if (!starttls_offered(s)) {
+		reply_error(s, 502, "5.5.1", "STARTTLS not available");
+		return;
+	}
+	if (s->conn->txn != NULL) {
+		reply_error(s, 503, "5.5.1", "STARTTLS inside a transaction");
+		return;
+	}
+	reply(s, 220, "2.0.0", "Ready to start TLS");
+	/*
+	 * CVE-2011-0411: what the client sent behind STARTTLS came before
+	 * the handshake, in the clear; it must not run as if protected.
+	 */
+	in = bufferevent_get_input(s->bev);
+	n = evbuffer_get_length(in);
+	if (n > 0) {
+		sl_log(LOG_NOTICE, s->conn->id,
+		    "STARTTLS: discarded %zu bytes sent before the handshake "
+		    "(command injection, CVE-2011-0411)",
+		    n);
+		evbuffer_drain(in, n);
+	}
+	flush_out(s);
+	start_tls(s);
+}
+
 /* --- HELO / EHLO -------------------------------------------------------- */
 
 static void
@@ -542,6 +753,8 @@ ehlo_reply(struct smtp *s)
 		    "DESTPORT");
 	if (s->set->chunking)
 		out(s, "250-CHUNKING");
+	if (starttls_offered(s))
+		out(s, "250-STARTTLS");
 	out(s, "250 HELP");
 }
 
@@ -926,7 +1139,7 @@ add_received(struct smtp *s)
 {
 	struct sl_conn *c = s->conn;
 	struct sl_txn *t = c->txn;
-	char date[64], *v;
+	char date[64], tls[256] = "", *v;
 	const char *proto;
 
 	sl_rfc5322_date(date, sizeof(date));
@@ -938,12 +1151,19 @@ add_received(struct smtp *s)
 		proto = c->tls ? "ESMTPSA" : "ESMTPA";
 	else
 		proto = c->tls ? "ESMTPS" : "ESMTP";
-	v = sl_xasprintf("from %s (%s [%s%s])\n\tby %s (sluice) with %s id %s"
-	                 "%s%s%s;\n\t%s",
+	if (c->tls)
+		snprintf(tls, sizeof(tls),
+		    "\n\t(using %s with cipher %s (%s/%s bits))",
+		    sl_conn_note_get(c, "tls.version"),
+		    sl_conn_note_get(c, "tls.cipher"),
+		    sl_conn_note_get(c, "tls.bits"),
+		    sl_conn_note_get(c, "tls.alg_bits"));
+	v = sl_xasprintf("from %s (%s [%s%s])%s\n\tby %s (sluice) with %s id "
+	                 "%s%s%s%s;\n\t%s",
 	    c->helo != NULL ? c->helo : "unknown",
 	    c->remote_host != NULL ? c->remote_host : "unknown",
 	    /* RFC 5321 4.1.3 address literal */
-	    c->remote_family == AF_INET6 ? "IPv6:" : "", c->remote_ip,
+	    c->remote_family == AF_INET6 ? "IPv6:" : "", c->remote_ip, tls,
 	    s->set->hostname, proto, t->id, t->nrcpts == 1 ? "\n\tfor <" : "",
 	    t->nrcpts == 1 ? t->rcpts[0].addr : "", t->nrcpts == 1 ? ">" : "",
 	    date);
@@ -1466,10 +1686,12 @@ dispatch(struct smtp *s, char *line, size_t len)
 		break;
 	case SL_VERB_HELP:
 		reply(s, 214, "2.0.0",
-		    "Commands: HELO EHLO MAIL RCPT DATA BDAT RSET NOOP QUIT "
-		    "VRFY HELP");
+		    "Commands: HELO EHLO STARTTLS MAIL RCPT DATA BDAT RSET "
+		    "NOOP QUIT VRFY HELP");
 		break;
 	case SL_VERB_STARTTLS:
+		cmd_starttls(s, arg);
+		break;
 	case SL_VERB_AUTH:
 		reply_error(s, 502, "5.5.1", "Command not implemented");
 		break;

@@ -12,12 +12,16 @@
 struct sl_conn;
 struct sl_loop;
 
+/* How a session starts (smtpd_session_start flags). */
+#define SMTPD_PROXY 0x1 /* a PROXY protocol header comes first */
+#define SMTPD_TLS 0x2   /* implicit TLS: the handshake comes first */
+
 /*
  * Starts a session on socket fd for conn, which holds an sl_ipcount slot
- * for its peer address; the session owns both from here on.  proxy: the
- * listener expects a PROXY protocol header.  On conn's loop thread.
+ * for its peer address; the session owns both from here on.  flags:
+ * SMTPD_*.  On conn's loop thread.
  */
-void smtpd_session_start(struct sl_conn *conn, int fd, bool proxy);
+void smtpd_session_start(struct sl_conn *conn, int fd, unsigned int flags);
 /* Loop-thread callback for SIGTERM draining (see sl_loops_set_drain_cb). */
 void smtpd_sessions_drain(struct sl_loop *l, bool deadline);
 

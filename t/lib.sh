@@ -503,3 +503,28 @@ reply_codes() {
 	     /^!(closed|timeout)$/ { printf "%s%s", sep, substr($0, 2); sep = " " }
 	     END { print "" }'
 }
+
+# ---------------------------------------------------------------- TLS
+# tls_make_ca DIR: a test CA, DIR/ca.crt + DIR/ca.key
+tls_make_ca() {
+	openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=sluice test CA" \
+		-keyout "$1/ca.key" -out "$1/ca.crt" 2>/dev/null
+}
+
+# tls_make_cert DIR NAME CN [SIGNED_BY_CA=no]: DIR/NAME.crt + DIR/NAME.key
+# for CN (also its DNS subjectAltName); self-signed, or signed by DIR/ca.*
+tls_make_cert() {
+	local d=$1 n=$2 cn=$3 ca=${4:-no}
+	if [ "$ca" = no ]; then
+		openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=$cn" \
+			-addext "subjectAltName=DNS:$cn" \
+			-keyout "$d/$n.key" -out "$d/$n.crt" 2>/dev/null
+	else
+		openssl req -newkey rsa:2048 -nodes -subj "/CN=$cn" \
+			-addext "subjectAltName=DNS:$cn" \
+			-keyout "$d/$n.key" -out "$d/$n.csr" 2>/dev/null &&
+			openssl x509 -req -in "$d/$n.csr" -days 2 -CA "$d/ca.crt" \
+				-CAkey "$d/ca.key" -CAcreateserial -copy_extensions copy \
+				-out "$d/$n.crt" 2>/dev/null
+	fi
+}

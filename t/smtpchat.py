@@ -2,7 +2,8 @@
 """smtpchat.py - a scripted SMTP client for exact-byte tests (stdlib only).
 
     smtpchat.py [--host H] [--port P] [--raw] [--timeout S] [--bind ADDR]
-                [--no-banner] [--linger S] < script
+                [--no-banner] [--linger S] [--tls] [--sni NAME]
+                [--cert FILE --key FILE] < script
 
 Connects, reads the banner (unless --no-banner), then runs the script from
 stdin, one line at a time:
@@ -17,6 +18,13 @@ stdin, one line at a time:
   !read [T]     read one reply (timeout T, default --timeout)
   !wait_close [T]  read until the server closes (prints "!closed") or T passes
   !shutdown     half-close: no more data from us (SHUT_WR)
+  !starttls     the TLS handshake on the connection (after the server's
+                "220" to STARTTLS); prints "!tls VERSION CIPHER" or
+                "!tls-failed REASON" (then the script stops)
+
+--tls: implicit TLS (an smtps listener), the handshake before the banner.
+--sni NAME: the server name sent in the handshake; --cert/--key: a client
+certificate.  The server's certificate is not verified.
 
 How many replies a write expects is worked out the way a server reads the
 stream: one per CRLF-terminated command line (a bare LF does not end a
@@ -37,6 +45,7 @@ import argparse
 import re
 import select
 import socket
+import ssl
 import sys
 import time
 
@@ -168,6 +177,9 @@ class Chat:
                 d = self.sock.recv(65536)
             except socket.timeout:
                 return None
+            except ssl.SSLError as e:
+                self.out(("!tls-error %s" % e).encode())
+                d = b""
             except (ConnectionResetError, BrokenPipeError):
                 d = b""
             if not d:
@@ -197,11 +209,15 @@ class Chat:
     def poll(self):
         """Prints what arrived unasked; raises Closed on end of stream."""
         while not self.closed:
-            r, _, _ = select.select([self.sock], [], [], 0)
+            pending = getattr(self.sock, "pending", lambda: 0)()
+            r = pending > 0 or select.select([self.sock], [], [], 0)[0]
             if not r:
                 break
+            self.sock.settimeout(0.0)
             try:
                 d = self.sock.recv(65536)
+            except (ssl.SSLWantReadError, BlockingIOError):
+                break  # a TLS record without data (a session ticket)
             except (ConnectionResetError, BrokenPipeError):
                 d = b""
             if not d:
@@ -242,7 +258,24 @@ def main():
     ap.add_argument("--bind", default=None)
     ap.add_argument("--no-banner", action="store_true")
     ap.add_argument("--linger", type=float, default=0.3)
+    ap.add_argument("--tls", action="store_true")
+    ap.add_argument("--sni", default=None)
+    ap.add_argument("--cert", default=None)
+    ap.add_argument("--key", default=None)
     a = ap.parse_args()
+
+    def tls_wrap(plain):
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        if a.cert:
+            ctx.load_cert_chain(a.cert, a.key)
+        plain.settimeout(a.timeout)
+        t = ctx.wrap_socket(plain, server_hostname=a.sni)
+        sys.stdout.buffer.write(("!tls %s %s\n" % (
+            t.version(), t.cipher()[0])).encode())
+        sys.stdout.buffer.flush()
+        return t
 
     lines = sys.stdin.buffer.read().split(b"\n")
     if lines and lines[-1] == b"":
@@ -258,6 +291,12 @@ def main():
     except OSError as e:
         sys.stderr.write("smtpchat: connect %s:%d: %s\n" % (a.host, a.port, e))
         return 2
+    if a.tls:
+        try:
+            sock = tls_wrap(sock)
+        except (ssl.SSLError, OSError) as e:
+            print("!tls-failed %s" % e)
+            return 0
     chat = Chat(sock, a.timeout)
     counter = Counter()
     expect = None
@@ -299,6 +338,14 @@ def main():
                 chat.drain(float(w[1]) if len(w) > 1 else a.timeout, True)
             elif line == b"!shutdown":
                 sock.shutdown(socket.SHUT_WR)
+            elif line == b"!starttls":
+                if chat.rbuf:
+                    chat.out(b"!plaintext-after-220 " + chat.rbuf)
+                try:
+                    sock = chat.sock = tls_wrap(chat.sock)
+                except (ssl.SSLError, OSError) as e:
+                    chat.out(("!tls-failed %s" % e).encode())
+                    raise Closed()
             else:
                 write_and_read(encode(line))
         if a.linger > 0:

@@ -150,6 +150,7 @@ sl_conn_free(struct sl_conn **cp)
 	pdata_free(&c->pdata);
 	free(c->remote_host);
 	free(c->helo);
+	free(c->rcpt_suffix);
 	if (c->auth_user != NULL) {
 		explicit_bzero(c->auth_user, strlen(c->auth_user));
 		free(c->auth_user);
@@ -245,7 +246,7 @@ sl_conn_set_local(struct sl_conn *c, const void *sa, size_t salen)
 void
 sl_conn_update_relay(struct sl_conn *c)
 {
-	c->relay_client = c->auth_user != NULL ||
+	c->relay_client = c->relay_always || c->auth_user != NULL ||
 	    sl_cidrlist_match(&c->rt->set->relay_clients, c->remote_addr);
 }
 

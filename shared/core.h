@@ -183,6 +183,12 @@ struct sl_conn {
 	char *auth_user;
 	bool tls;
 	bool relay_client;
+	/* RELAYCLIENT was set (sluice-smtpd -i): a relay client whatever
+	 * the address; sl_conn_update_relay keeps it */
+	bool relay_always;
+	/* RELAYCLIENT's value when not empty: appended to each RCPT address
+	 * (qmail-smtpd); NULL otherwise */
+	char *rcpt_suffix;
 	bool closing; /* no more hooks may start */
 	bool discard; /* DISCARD at connect/helo: every message is dropped */
 	unsigned int txn_count;
@@ -256,6 +262,12 @@ void sl_hook_abandon(struct sl_conn *c);
  * it once per session that ran connect.
  */
 void sl_hook_disconnect(struct sl_conn *c);
+/*
+ * The calling instance's timeout= (plugin_timeout unless set), for an
+ * in-tree plugin that enforces it itself (and sets a later core timeout
+ * with sl_async_timeout as a backstop).
+ */
+unsigned int sl_hook_timeout_ms(const struct sl_hookctx *ctx);
 /* true if any instance in the runtime has this hook */
 bool sl_hook_wanted(const struct sl_runtime *rt, enum sl_hook_id h);
 const char *sl_hook_name(enum sl_hook_id h);
@@ -287,6 +299,11 @@ void sl_loop_conn_added(struct sl_loop *l);
 void sl_loop_conn_removed(struct sl_loop *l);
 /* Called on each loop thread when a drain begins or its deadline passes. */
 void sl_loops_set_drain_cb(void (*fn)(struct sl_loop *l, bool deadline));
+/*
+ * Called on a loop thread when its last connection ends (sluice-smtpd -i
+ * stops then).  Set before sl_loops_start().
+ */
+void sl_loops_set_idle_cb(void (*fn)(struct sl_loop *l));
 
 /* Work on the pool; done(arg) is posted back to loop l. */
 void sl_worker_submit(struct sl_loop *l, sl_work_fn work, sl_work_fn done,

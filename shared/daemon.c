@@ -10,6 +10,12 @@
  * main thread only handles signals: SIGHUP loads the configuration anew
  * and swaps it in only if it is valid; SIGTERM stops accepting and drains
  * the sessions in flight.
+ *
+ * With -i (sluice-smtpd under tcpserver or inetd) nothing is bound and no
+ * pid file written: one loop thread serves the one session the front end
+ * starts on stdin/stdout, and the process exits when the loop's last
+ * connection ends.  Logs go to stderr, tcpserver's log, unless stderr is
+ * the client's socket too (inetd): syslog then.
  */
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -17,6 +23,7 @@
 #include <sys/un.h>
 
 #include <errno.h>
+#include <fcntl.h>
 #include <grp.h>
 #include <netdb.h>
 #include <pwd.h>
@@ -53,12 +60,13 @@ static size_t nlisteners, listeners_alloc;
 static const struct sl_daemon *daemon_desc;
 static const char *conf_path = SL_SYSCONFDIR "/sluice.conf";
 static struct event_base *main_base;
+static struct event *ev_idle; /* -i: the session ended */
 
 static void
 usage(void)
 {
-	fprintf(stderr, "usage: %s [-c file] [-f] [-t]\n",
-	    daemon_desc->progname);
+	fprintf(stderr, "usage: %s [-c file] [-f] [-t]%s\n",
+	    daemon_desc->progname, daemon_desc->stdio != NULL ? " [-i]" : "");
 	exit(1);
 }
 
@@ -337,9 +345,12 @@ make_dir(const char *path, uid_t uid, gid_t gid, bool chown_it)
 		sl_fatal("cannot chown %s: %s", path, strerror(errno));
 }
 
-/* Everything that needs root happens before this. */
+/*
+ * Everything that needs root happens before this.  Under -i a process
+ * that is not root runs as whoever started it (tcpserver -u/-g).
+ */
 static void
-drop_privileges(const struct sl_settings *set)
+drop_privileges(const struct sl_settings *set, bool inetd)
 {
 	struct passwd *pw = NULL;
 	bool root = geteuid() == 0;
@@ -356,7 +367,7 @@ drop_privileges(const struct sl_settings *set)
 	if (pw == NULL)
 		return;
 	if (!root) {
-		if (getuid() != pw->pw_uid)
+		if (getuid() != pw->pw_uid && !inetd)
 			sl_fatal("user %s: not running as root, cannot switch",
 			    set->user);
 		return;
@@ -385,18 +396,103 @@ write_pid(const char *path)
 	fclose(f);
 }
 
+/* Whether stderr is the client's socket, as inetd hands it over. */
+static bool
+stderr_is_client(void)
+{
+	struct stat s0, s2;
+
+	return fstat(STDIN_FILENO, &s0) == 0 &&
+	    fstat(STDERR_FILENO, &s2) == 0 && S_ISSOCK(s0.st_mode) &&
+	    s0.st_dev == s2.st_dev && s0.st_ino == s2.st_ino;
+}
+
+static void
+stderr_to_null(void)
+{
+	int fd;
+
+	fd = open("/dev/null", O_WRONLY | O_CLOEXEC);
+	if (fd == -1 || dup2(fd, STDERR_FILENO) == -1)
+		sl_fatal("/dev/null as stderr: %s", strerror(errno));
+	close(fd);
+}
+
+static void
+idle_main_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	(void)arg;
+	event_base_loopbreak(main_base);
+}
+
+/*
+ * A loop thread's last connection ended: under -i the one session is
+ * over.  An activated event stays active until the main loop runs it, so
+ * this works even before event_base_dispatch() begins.
+ */
+static void
+stdio_idle(struct sl_loop *l)
+{
+	(void)l;
+	event_active(ev_idle, EV_READ, 0);
+}
+
+static void
+stdio_start(void *arg)
+{
+	daemon_desc->stdio->start(arg);
+}
+
+/* Daemon mode: detach, bind, drop privileges.  Returns the loop count. */
+static unsigned int
+setup_listeners(const struct sl_daemon *d, const struct sl_settings *set,
+    bool foreground)
+{
+	unsigned int nloops;
+
+	if (!foreground && daemon(1, 0) == -1)
+		sl_fatal("daemon: %s", strerror(errno));
+	nloops = sl_loops_count(set->loop_threads);
+	d->bind(set, nloops);
+	drop_privileges(set, false);
+	write_pid(set->pid_file);
+	return nloops;
+}
+
+/* -i: drop privileges, let the front end take over stdin/stdout. */
+static int
+setup_stdio(const struct sl_daemon *d, const struct sl_settings *set)
+{
+	char *err = NULL;
+
+	drop_privileges(set, true);
+	if (d->stdio->prepare(set, &err) == -1) {
+		sl_log(LOG_ERR, NULL, "-i: %s", err);
+		free(err);
+		return -1;
+	}
+	ev_idle = event_new(main_base, -1, EV_PERSIST, idle_main_cb, NULL);
+	if (ev_idle == NULL)
+		sl_fatal("libevent: cannot create an event");
+	event_add(ev_idle, NULL);
+	sl_loops_set_idle_cb(stdio_idle);
+	return 0;
+}
+
 int
 sl_daemon_main(const struct sl_daemon *d, int argc, char **argv)
 {
 	struct sl_runtime *rt;
 	struct event *ev_hup, *ev_term, *ev_int;
-	bool foreground = false, check = false;
-	unsigned int nloops;
+	bool foreground = false, check = false, inetd = false, to_syslog;
+	unsigned int nloops = 1;
 	char *err = NULL;
 	int ch;
 
 	daemon_desc = d;
-	while ((ch = getopt(argc, argv, "c:fth")) != -1) {
+	while ((ch = getopt(argc, argv, "c:fthi")) != -1) {
 		switch (ch) {
 		case 'c':
 			conf_path = optarg;
@@ -407,18 +503,33 @@ sl_daemon_main(const struct sl_daemon *d, int argc, char **argv)
 		case 't':
 			check = true;
 			break;
+		case 'i':
+			inetd = true;
+			break;
 		default:
 			usage();
 		}
 	}
 	if (optind != argc)
 		usage();
-	sl_log_init(d->progname, foreground || check);
+	if (inetd && d->stdio == NULL) {
+		fprintf(stderr, "%s: -i: not supported (sluice-smtpd only)\n",
+		    d->progname);
+		usage();
+	}
+	/* inetd: stderr is the client, whom our log lines must not reach */
+	to_syslog = inetd && !check && stderr_is_client();
+	sl_log_init(d->progname, (foreground || check || inetd) && !to_syslog);
+	if (to_syslog)
+		stderr_to_null();
 	rt = sl_runtime_load(conf_path, d->fe, &err);
 	if (rt != NULL && d->check != NULL && d->check(rt->set, &err) == -1)
 		sl_runtime_unref(&rt);
 	if (rt == NULL) {
-		fprintf(stderr, "%s\n", err);
+		if (to_syslog)
+			sl_log(LOG_ERR, NULL, "%s", err);
+		else
+			fprintf(stderr, "%s\n", err);
 		free(err);
 		return 1;
 	}
@@ -434,26 +545,35 @@ sl_daemon_main(const struct sl_daemon *d, int argc, char **argv)
 	main_base = event_base_new();
 	if (main_base == NULL)
 		sl_fatal("libevent: cannot create the event base");
-	if (!foreground && daemon(1, 0) == -1)
-		sl_fatal("daemon: %s", strerror(errno));
-	nloops = sl_loops_count(rt->set->loop_threads);
-	d->bind(rt->set, nloops);
-	drop_privileges(rt->set);
-	write_pid(rt->set->pid_file);
+	if (!inetd)
+		nloops = setup_listeners(d, rt->set, foreground);
+	else if (setup_stdio(d, rt->set) == -1) {
+		sl_runtime_unref(&rt);
+		event_base_free(main_base);
+		return 1;
+	}
 	sl_runtime_set_current(rt);
 	sl_loops_set_drain_cb(d->drain);
 	sl_loops_start(nloops, rt->set->worker_threads);
-	listeners_start(nloops);
+	if (inetd)
+		sl_loop_post(sl_loop_at(0), stdio_start, sl_loop_at(0));
+	else
+		listeners_start(nloops);
 	ev_hup = evsignal_new(main_base, SIGHUP, reload_cb, NULL);
 	ev_term = evsignal_new(main_base, SIGTERM, stop_cb, NULL);
 	ev_int = evsignal_new(main_base, SIGINT, stop_cb, NULL);
 	evsignal_add(ev_hup, NULL);
 	evsignal_add(ev_term, NULL);
 	evsignal_add(ev_int, NULL);
-	sl_log(LOG_INFO, NULL, "%s started, %zu plugin(s)", d->progname,
-	    rt->ninst);
+	sl_log(inetd ? LOG_DEBUG : LOG_INFO, NULL, "%s started, %zu plugin(s)",
+	    d->progname, rt->ninst);
 	event_base_dispatch(main_base);
 	sl_loops_drain_and_join(rt->set->shutdown_timeout_ms);
+	if (inetd) {
+		d->stdio->finish();
+		event_free(ev_idle);
+		ev_idle = NULL;
+	}
 	event_free(ev_hup);
 	event_free(ev_term);
 	event_free(ev_int);
@@ -461,7 +581,7 @@ sl_daemon_main(const struct sl_daemon *d, int argc, char **argv)
 	sl_runtime_unref(&rt);
 	sl_runtime_set_current(NULL);
 	event_base_free(main_base);
-	sl_log(LOG_INFO, NULL, "stopped");
+	sl_log(inetd ? LOG_DEBUG : LOG_INFO, NULL, "stopped");
 	return 0;
 }
 

@@ -1,6 +1,6 @@
 /*
  * daemon.h - what sluice-smtpd and sluice-milterd share around their
- * sessions: the command line (-c -f -t), loading the configuration,
+ * sessions: the command line (-c -f -t -i), loading the configuration,
  * binding listeners before the privilege drop, the loop threads, and the
  * signals (SIGHUP reloads, SIGTERM/SIGINT drain and stop).
  *
@@ -8,7 +8,10 @@
  * main().  Its bind callback calls sl_listen_tcp()/sl_listen_unix() for
  * each configured address; each listener then accepts on the loop
  * threads and hands every new socket to the front end's accept function,
- * on the loop thread that will own the connection.
+ * on the loop thread that will own the connection.  With -i (a front end
+ * with struct sl_stdio_ops only) nothing is bound: one loop thread serves
+ * one session on the descriptors tcpserver or inetd handed over, and the
+ * process exits when it ends.
  */
 #ifndef SL_DAEMON_H
 #define SL_DAEMON_H
@@ -23,6 +26,20 @@
 /* fd is a new non-blocking client socket; sa its peer address. */
 typedef void (*sl_accept_fn)(struct sl_loop *l, int fd,
     const struct sockaddr *sa, socklen_t salen, void *arg);
+
+/*
+ * -i: one session on stdin/stdout.  prepare runs on the main thread once
+ * the configuration is loaded and privileges are dropped, before any loop
+ * starts; it returns 0, or -1 with *error_r (allocated) and the process
+ * exits 1.  start then runs on the one loop thread and starts the
+ * session; the process stops when the loop's last connection ends (or on
+ * SIGTERM).  finish runs on the main thread after the loops were joined.
+ */
+struct sl_stdio_ops {
+	int (*prepare)(const struct sl_settings *set, char **error_r);
+	void (*start)(struct sl_loop *l);
+	void (*finish)(void);
+};
 
 struct sl_daemon {
 	const char *progname; /* "sluice-smtpd" */
@@ -39,6 +56,8 @@ struct sl_daemon {
 	    const struct sl_settings *cur);
 	/* See sl_loops_set_drain_cb(). */
 	void (*drain)(struct sl_loop *l, bool deadline);
+	/* -i; NULL: the daemon refuses -i */
+	const struct sl_stdio_ops *stdio;
 };
 
 int sl_daemon_main(const struct sl_daemon *d, int argc, char **argv);

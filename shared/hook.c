@@ -385,6 +385,12 @@ sl_hook_plugin_name(const struct sl_hookctx *ctx)
 	return ctx->inst->name;
 }
 
+unsigned int
+sl_hook_timeout_ms(const struct sl_hookctx *ctx)
+{
+	return ctx->inst->timeout_ms;
+}
+
 /* A reply line never carries CR, LF or NUL from a plugin. */
 static void reply_set(struct sl_reply *r, int code, const char *enh,
     const char *fmt, va_list ap) __attribute__((format(printf, 4, 0)));

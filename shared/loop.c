@@ -53,6 +53,7 @@ struct job {
 static struct sl_loop *loops;
 static unsigned int nloops;
 static void (*drain_cb)(struct sl_loop *, bool);
+static void (*idle_cb)(struct sl_loop *);
 static unsigned int drain_timeout_ms;
 
 static pthread_t *workers;
@@ -293,6 +294,12 @@ sl_loops_set_drain_cb(void (*fn)(struct sl_loop *l, bool deadline))
 	drain_cb = fn;
 }
 
+void
+sl_loops_set_idle_cb(void (*fn)(struct sl_loop *l))
+{
+	idle_cb = fn;
+}
+
 struct event_base *
 sl_loop_base(struct sl_loop *l)
 {
@@ -310,6 +317,8 @@ sl_loop_conn_removed(struct sl_loop *l)
 {
 	SL_ASSERT(l->nconn > 0);
 	l->nconn--;
+	if (l->nconn == 0 && idle_cb != NULL)
+		idle_cb(l);
 	loop_maybe_exit(l);
 }
 

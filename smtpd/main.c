@@ -2,10 +2,11 @@
  * main.c - sluice-smtpd: its listeners and what happens to an accepted
  * connection; the rest of a daemon's life is shared/daemon.c.
  *
- *   sluice-smtpd [-c FILE] [-f] [-t]
+ *   sluice-smtpd [-c FILE] [-f] [-t] [-i]
  *
  * Each loop thread accepts on its own sockets, enforces the total and
- * per-IP connection limits, and serves what it accepted.
+ * per-IP connection limits, and serves what it accepted.  -i serves one
+ * session on stdin/stdout instead (inetd.c).
  */
 #include <sys/socket.h>
 #include <sys/types.h>
@@ -106,12 +107,18 @@ smtpd_needs_restart(const struct sl_settings *old,
 int
 main(int argc, char **argv)
 {
+	static const struct sl_stdio_ops stdio = {
+		.prepare = smtpd_stdio_prepare,
+		.start = smtpd_stdio_start,
+		.finish = smtpd_stdio_finish,
+	};
 	static const struct sl_daemon d = {
 		.progname = "sluice-smtpd",
 		.fe = SL_FRONT_SMTPD,
 		.bind = smtpd_bind,
 		.needs_restart = smtpd_needs_restart,
 		.drain = smtpd_sessions_drain,
+		.stdio = &stdio,
 	};
 
 	return sl_daemon_main(&d, argc, argv);

@@ -71,6 +71,7 @@ struct smtp {
 	bool drain_after_txn; /* SIGTERM: close after this transaction */
 	bool skipping;        /* discarding an invalid line through LF */
 	bool connect_ran;
+	bool peer_eof; /* the client half-closed while a chain ran */
 	unsigned int errors, unknown;
 	char *line;            /* max_command_line + 1 */
 	struct evbuffer *outq; /* replies not yet written */
@@ -99,6 +100,8 @@ struct smtp {
 };
 
 static __thread struct smtp *sessions;
+static const char *const state_names[] = { "proxy", "busy", "command", "data",
+	"bdat", "closing", "starttls", "tls-handshake" };
 
 static void process_input(struct smtp *s);
 static void start_tls(struct smtp *s);
@@ -293,8 +296,6 @@ static void
 event_cb(struct bufferevent *bev, short what, void *arg)
 {
 	struct smtp *s = arg;
-	static const char *const names[] = { "proxy", "busy", "command", "data",
-		"bdat", "closing", "starttls", "tls-handshake" };
 	char err[512];
 
 	(void)bev;
@@ -317,16 +318,27 @@ event_cb(struct bufferevent *bev, short what, void *arg)
 	}
 	if ((what & BEV_EVENT_TIMEOUT) != 0 && s->state != ST_CLOSING) {
 		sl_log(LOG_NOTICE, s->conn->id, "timeout state=%s",
-		    names[s->state]);
+		    state_names[s->state]);
 		bufferevent_enable(s->bev, EV_WRITE);
 		out(s, "421 4.4.2 %s Error: timeout exceeded",
 		    s->set->hostname);
 		session_close(s);
 		return;
 	}
+	/*
+	 * End of input while a chain runs: answer what came before it, then
+	 * close (process_input) -- a client that half-closes after its
+	 * pipelined commands, or the end of stdin under sluice-smtpd -i.
+	 */
+	if ((what & BEV_EVENT_EOF) != 0 && (what & BEV_EVENT_ERROR) == 0 &&
+	    s->state == ST_BUSY) {
+		s->peer_eof = true;
+		bufferevent_disable(s->bev, EV_READ);
+		return;
+	}
 	if (s->state != ST_CLOSING && s->state != ST_CMD)
 		sl_log(LOG_NOTICE, s->conn->id, "lost connection state=%s%s%s",
-		    names[s->state], s->tls_bev ? " tls: " : "",
+		    state_names[s->state], s->tls_bev ? " tls: " : "",
 		    s->tls_bev ? tls_error(s, err, sizeof(err)) : "");
 	s->state = ST_CLOSING;
 	maybe_free(s);
@@ -362,7 +374,9 @@ smtpd_session_start(struct sl_conn *conn, int fd, unsigned int flags)
 	s->conn = conn;
 	s->conn->fe_data = s;
 	s->set = s->conn->rt->set;
-	if (getsockname(fd, (struct sockaddr *)&local, &llen) == 0)
+	/* sluice-smtpd -i sets it from TCPLOCALIP */
+	if (s->conn->local_ip[0] == '\0' &&
+	    getsockname(fd, (struct sockaddr *)&local, &llen) == 0)
 		sl_conn_set_local(s->conn, &local, llen);
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof(on));
 	s->fd = fd;
@@ -1025,6 +1039,17 @@ cmd_rcpt(struct smtp *s, char *arg)
 		        : SL_DENY,
 		    dr, 550, "5.7.1", "Rejected");
 		return;
+	}
+	/* qmail-smtpd's RELAYCLIENT=suffix (sluice-smtpd -i, inetd.c) */
+	if (c->rcpt_suffix != NULL) {
+		size_t alen = strlen(s->path.addr);
+		size_t slen = strlen(c->rcpt_suffix);
+
+		if (slen >= sizeof(s->path.addr) - alen) {
+			reply(s, 553, "5.1.3", "Recipient address too long");
+			return;
+		}
+		memcpy(s->path.addr + alen, c->rcpt_suffix, slen + 1);
 	}
 	path_to_args(s, SL_HOOK_RCPT);
 	s->state = ST_BUSY;
@@ -1796,4 +1821,11 @@ process_input(struct smtp *s)
 	}
 	s->in_process = false;
 	flush_out(s);
+	if (s->peer_eof && s->state != ST_BUSY && s->state != ST_CLOSING) {
+		/* what came before the client's EOF is answered: close */
+		if (s->state != ST_CMD)
+			sl_log(LOG_NOTICE, s->conn->id,
+			    "lost connection state=%s", state_names[s->state]);
+		session_close(s);
+	}
 }

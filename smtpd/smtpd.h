@@ -25,6 +25,17 @@ void smtpd_session_start(struct sl_conn *conn, int fd, unsigned int flags);
 /* Loop-thread callback for SIGTERM draining (see sl_loops_set_drain_cb). */
 void smtpd_sessions_drain(struct sl_loop *l, bool deadline);
 
+/*
+ * sluice-smtpd -i (inetd.c), the struct sl_stdio_ops of shared/daemon.h:
+ * prepare reads the environment and takes over fds 0 and 1 (main thread),
+ * start starts the session (the loop thread), finish waits for the stdio
+ * thread (main thread, after the loops stopped).
+ */
+struct sl_settings;
+int smtpd_stdio_prepare(const struct sl_settings *set, char **error_r);
+void smtpd_stdio_start(struct sl_loop *l);
+void smtpd_stdio_finish(void);
+
 /* Parses a PROXY v1/v2 header at the start of buf; see proxy.c. */
 struct proxy_info {
 	bool local; /* v2 LOCAL / v1 UNKNOWN: keep the real peer */

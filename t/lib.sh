@@ -13,6 +13,7 @@
 #           milterd_start CONF | milterd_stop | miltraw TARGET <script
 # clients:  swaks_to ARGS... | smtp_chat [--port P] [--raw] ... <script
 # misc:     maildir_count DIR | wait_for CMD... | track_pid PID
+#           reply_codes | final_reply (smtp_chat output on stdin)
 #
 # Hermetic by default: when run as root and unshare(1) works, every test
 # re-executes itself in a private network namespace whose only interface is
@@ -494,6 +495,12 @@ print(re.sub(r"\s*\n[ \t]+", " ", m.group(1)) if m else "")' "$1"
 # newest_file DIR: the most recent file of DIR (e.g. a Maildir's new/)
 newest_file() {
 	ls -1t "$1" 2>/dev/null | head -n 1 | sed "s|^|$1/|"
+}
+
+# final_reply: smtp_chat output on stdin -> the reply to the message's
+# final dot (the first complete reply after 354)
+final_reply() {
+	awk 'f && /^[0-9][0-9][0-9] / { print; exit } /^354 / { f = 1 }'
 }
 
 # reply_codes: smtp_chat output on stdin -> the code of every complete

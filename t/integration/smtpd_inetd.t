@@ -22,7 +22,7 @@ export LC_ALL=C
 command -v tcpserver >/dev/null 2>&1 && command -v tcprules >/dev/null 2>&1 ||
 	skip_all "ucspi-tcp (tcpserver, tcprules) not installed"
 command -v swaks >/dev/null 2>&1 || skip_all "swaks not installed"
-plan 46
+plan 48
 setup_run
 BIN=$SLUICE_BUILD/sluice-smtpd
 LOG=$RUN/smtpd.log
@@ -291,3 +291,14 @@ EOF
 is "$(reply_codes <<<"$out") ${out##*$'\n'}" "220 250 221 exit=0" \
 	"inetd-style (fds 0-2 one socket): the session runs, exit 0"
 is "$(grep -cvE '^([0-9]{3}[ -]|exit=)' <<<"$out")" 0 "... and no log line reaches the client"
+
+# --- STARTTLS under tcpserver: the session's socket is fd 0 ---------------------
+mkdir -p "$RUN/tls"
+tls_make_cert "$RUN/tls" mx mx.sluice.test
+cp "$RUN/md.conf" "$RUN/tls.conf"
+printf 'tls_cert %s\ntls_key %s\n' "$RUN/tls/mx.crt" "$RUN/tls/mx.key" >>"$RUN/tls.conf"
+ts_start "$RUN/tls.conf"
+out=$(swaks_to --tls --from alice@example.org --to bob@sluice.test --header "Subject: tls via tcpserver")
+like "$out" 'TLS started with cipher TLSv1\.3' "-i under tcpserver: STARTTLS negotiates TLS 1.3"
+like "$out" $'<~  250 2\\.0\\.0 Ok: queued as ' "-i under tcpserver: the message is queued over TLS"
+ts_stop

@@ -563,6 +563,7 @@ helo_done(struct sl_conn *c, enum sl_verdict v, const struct sl_reply *r,
 			c->discard = true;
 		free(c->helo);
 		c->helo = helo;
+		c->esmtp = s->esmtp;
 		s->greeted = true;
 		if (s->esmtp)
 			ehlo_reply(s);

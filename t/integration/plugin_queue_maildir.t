@@ -29,11 +29,6 @@ send() {
 	} | smtp_chat
 }
 
-# final_reply: the reply to the final dot, from send's output
-final_reply() {
-	awk 'f && /^[0-9][0-9][0-9] / { print; exit } /^354 / { f = 1 }'
-}
-
 # --- one shared Maildir ------------------------------------------------------
 MD=$RUN/shared/Maildir
 write_conf "$RUN/shared.conf" <<EOF

@@ -596,6 +596,12 @@ sl_txn_sender(const struct sl_txn *t)
 	return t->sender;
 }
 
+const char *
+sl_txn_sender_params(const struct sl_txn *t)
+{
+	return t->sender_params;
+}
+
 size_t
 sl_txn_rcpt_count(const struct sl_txn *t)
 {
@@ -868,7 +874,98 @@ sl_txn_quarantine_reason(const struct sl_txn *t)
 	return t->quarantine;
 }
 
-/* --- writing the final message ---------------------------------------- */
+/* --- reading and writing the final message ----------------------------- */
+
+/*
+ * The final message is each header line ("raw" as received, or "name:
+ * value" once edited or added) with "\n", then an empty line, then the
+ * body.  The empty line is added when the client's message had none but
+ * has a body, so that what we add never glues onto the first body line.
+ */
+static bool
+has_blank(const struct sl_txn *t)
+{
+	return t->had_blank || (t->nhdrs > 0 && sl_spool_size(t->body) > 0);
+}
+
+/* Header i as up to four pieces; returns the count. */
+static size_t
+header_pieces(const struct sl_header *h, const uint8_t *p_r[4], size_t n_r[4])
+{
+	size_t np = 0;
+
+	if (h->raw != NULL) {
+		p_r[np] = (const uint8_t *)h->raw;
+		n_r[np++] = h->raw_len;
+	} else {
+		p_r[np] = (const uint8_t *)h->name;
+		n_r[np++] = strlen(h->name);
+		p_r[np] = (const uint8_t *)": ";
+		n_r[np++] = 2;
+		p_r[np] = (const uint8_t *)h->value;
+		n_r[np++] = strlen(h->value);
+	}
+	p_r[np] = (const uint8_t *)"\n";
+	n_r[np++] = 1;
+	return np;
+}
+
+long
+sl_txn_message_read(struct sl_txn *t, struct sl_txn_msgpos *pos, void *buf,
+    size_t len)
+{
+	const uint8_t *p[4];
+	size_t n[4], np, i, base, total, skip, take, got = 0;
+	uint8_t *out = buf;
+	long r;
+
+	while (got < len && pos->hdr < t->nhdrs) {
+		np = header_pieces(&t->hdrs[pos->hdr], p, n);
+		for (i = 0, total = 0; i < np; i++)
+			total += n[i];
+		for (i = 0, base = 0; i < np && got < len; base += n[i++]) {
+			if (pos->off >= base + n[i])
+				continue;
+			skip = pos->off - base;
+			take =
+			    n[i] - skip < len - got ? n[i] - skip : len - got;
+			memcpy(out + got, p[i] + skip, take);
+			got += take;
+			pos->off += take;
+		}
+		if (pos->off == total) {
+			pos->hdr++;
+			pos->off = 0;
+		}
+	}
+	if (got < len && pos->hdr == t->nhdrs) {
+		if (has_blank(t))
+			out[got++] = '\n';
+		pos->hdr++;
+	}
+	if (got == len)
+		return (long)got;
+	r = sl_spool_read(t->body, pos->body, out + got, len - got);
+	if (r < 0)
+		return -1;
+	pos->body += (uint64_t)r;
+	return (long)(got + (size_t)r);
+}
+
+uint64_t
+sl_txn_message_size(const struct sl_txn *t)
+{
+	const uint8_t *p[4];
+	size_t n[4], np, i, j;
+	uint64_t size = sl_spool_size(t->body);
+
+	for (i = 0; i < t->nhdrs; i++) {
+		np = header_pieces(&t->hdrs[i], p, n);
+		for (j = 0; j < np; j++)
+			size += n[j];
+	}
+	return size + (has_blank(t) ? 1 : 0);
+}
 
 struct wbuf {
 	int fd;
@@ -917,9 +1014,9 @@ wbuf_put(struct wbuf *w, const void *data, size_t n)
 static int
 write_message(struct sl_txn *t, int fd, bool crlf)
 {
+	struct sl_txn_msgpos pos;
 	struct wbuf *w;
 	uint8_t chunk[65536];
-	size_t i, off = 0;
 	long n;
 	int rc = -1;
 
@@ -928,38 +1025,12 @@ write_message(struct sl_txn *t, int fd, bool crlf)
 	w->crlf = crlf;
 	w->len = 0;
 	w->last_cr = false;
-	for (i = 0; i < t->nhdrs; i++) {
-		struct sl_header *h = &t->hdrs[i];
-
-		if (h->raw != NULL) {
-			if (wbuf_put(w, h->raw, h->raw_len) == -1)
-				goto out;
-		} else if (wbuf_put(w, h->name, strlen(h->name)) == -1 ||
-		    wbuf_put(w, ": ", 2) == -1 ||
-		    wbuf_put(w, h->value, strlen(h->value)) == -1)
-			goto out;
-		if (wbuf_put(w, "\n", 1) == -1)
-			goto out;
-	}
-	/*
-	 * The header section ends with an empty line; one is added when the
-	 * client's message had none but has a body, so that what we add
-	 * never glues onto the first body line.
-	 */
-	if ((t->had_blank || (t->nhdrs > 0 && sl_spool_size(t->body) > 0)) &&
-	    wbuf_put(w, "\n", 1) == -1)
-		goto out;
-	for (;;) {
-		n = sl_spool_read(t->body, off, chunk, sizeof(chunk));
-		if (n < 0)
-			goto out;
-		if (n == 0)
-			break;
+	memset(&pos, 0, sizeof(pos));
+	while ((n = sl_txn_message_read(t, &pos, chunk, sizeof(chunk))) > 0)
 		if (wbuf_put(w, chunk, (size_t)n) == -1)
 			goto out;
-		off += (size_t)n;
-	}
-	rc = wbuf_flush(w);
+	if (n == 0)
+		rc = wbuf_flush(w);
 out:
 	free(w);
 	return rc;

@@ -162,6 +162,27 @@ void sl_txn_add_raw_header(struct sl_txn *t, const char *name,
 /* Appends body bytes to the spool; returns 0 or -1 (I/O error, logged). */
 int sl_txn_body_append(struct sl_txn *t, const uint8_t *p, size_t n);
 
+/* The MAIL parameters as given ("KEY=VALUE KEY ..."), or NULL. */
+const char *sl_txn_sender_params(const struct sl_txn *t);
+
+/*
+ * Reading the final message as sl_txn_write_message() writes it (LF line
+ * ends, the added empty line included) in pieces, from a position the
+ * caller keeps (zero it to start): for queue plugins that send it over a
+ * socket as it drains.  Returns the bytes copied into buf (up to len), 0
+ * at the end, -1 on a spool read error.  Headers must not be edited
+ * between calls.
+ */
+struct sl_txn_msgpos {
+	size_t hdr;    /* header index; nhdrs = the empty line, then body */
+	size_t off;    /* bytes of that header's line already read */
+	uint64_t body; /* body bytes already read */
+};
+long sl_txn_message_read(struct sl_txn *t, struct sl_txn_msgpos *pos, void *buf,
+    size_t len);
+/* Its length in bytes, as read above. */
+uint64_t sl_txn_message_size(const struct sl_txn *t);
+
 /* --- connections ------------------------------------------------------- */
 
 struct sl_hookrun; /* hook.c */
@@ -182,6 +203,7 @@ struct sl_conn {
 	char *helo;
 	char *auth_user;
 	bool tls;
+	bool esmtp; /* the accepted greeting was EHLO (smtpd) */
 	bool relay_client;
 	/* RELAYCLIENT was set (sluice-smtpd -i): a relay client whatever
 	 * the address; sl_conn_update_relay keeps it */

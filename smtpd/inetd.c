@@ -415,7 +415,7 @@ smtpd_stdio_start(struct sl_loop *l)
 	    io.pump != NULL ? "bridged" : "socket", io.relay ? "yes" : "no",
 	    io.rcpt_suffix != NULL ? " suffix=" : "",
 	    io.rcpt_suffix != NULL ? io.rcpt_suffix : "");
-	smtpd_session_start(c, io.fd, false);
+	smtpd_session_start(c, io.fd, io.pump != NULL ? SMTPD_HALF_CLOSE : 0);
 	io.fd = -1;
 }
 

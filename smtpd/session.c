@@ -71,7 +71,8 @@ struct smtp {
 	bool drain_after_txn; /* SIGTERM: close after this transaction */
 	bool skipping;        /* discarding an invalid line through LF */
 	bool connect_ran;
-	bool peer_eof; /* the client half-closed while a chain ran */
+	bool peer_eof;          /* the client half-closed while a chain ran */
+	bool eof_is_half_close; /* SMTPD_HALF_CLOSE */
 	unsigned int errors, unknown;
 	char *line;            /* max_command_line + 1 */
 	struct evbuffer *outq; /* replies not yet written */
@@ -326,12 +327,14 @@ event_cb(struct bufferevent *bev, short what, void *arg)
 		return;
 	}
 	/*
-	 * End of input while a chain runs: answer what came before it, then
-	 * close (process_input) -- a client that half-closes after its
-	 * pipelined commands, or the end of stdin under sluice-smtpd -i.
+	 * The end of standard input under sluice-smtpd -i (bridged) while a
+	 * chain runs: answer what came before it, then close
+	 * (process_input).  On a socket, EOF may be a client that is gone:
+	 * the chain is abandoned (a forward not yet complete is dropped, so
+	 * the client's retry makes no duplicate).
 	 */
 	if ((what & BEV_EVENT_EOF) != 0 && (what & BEV_EVENT_ERROR) == 0 &&
-	    s->state == ST_BUSY) {
+	    s->state == ST_BUSY && s->eof_is_half_close) {
 		s->peer_eof = true;
 		bufferevent_disable(s->bev, EV_READ);
 		return;
@@ -380,6 +383,7 @@ smtpd_session_start(struct sl_conn *conn, int fd, unsigned int flags)
 		sl_conn_set_local(s->conn, &local, llen);
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof(on));
 	s->fd = fd;
+	s->eof_is_half_close = (flags & SMTPD_HALF_CLOSE) != 0;
 	/* Not BEV_OPT_CLOSE_ON_FREE: STARTTLS swaps the bufferevent. */
 	s->bev = bufferevent_socket_new(sl_loop_base(l), fd, 0);
 	s->line = sl_xmalloc(s->set->max_command_line + 1);
@@ -790,6 +794,7 @@ helo_done(struct sl_conn *c, enum sl_verdict v, const struct sl_reply *r,
 			c->discard = true;
 		free(c->helo);
 		c->helo = helo;
+		c->esmtp = s->esmtp;
 		s->greeted = true;
 		if (s->esmtp)
 			ehlo_reply(s);

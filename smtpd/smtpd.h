@@ -15,6 +15,8 @@ struct sl_loop;
 /* How a session starts (smtpd_session_start flags). */
 #define SMTPD_PROXY 0x1 /* a PROXY protocol header comes first */
 #define SMTPD_TLS 0x2   /* implicit TLS: the handshake comes first */
+/* EOF is a half-close: replies to what came before still go out (-i) */
+#define SMTPD_HALF_CLOSE 0x4
 
 /*
  * Starts a session on socket fd for conn, which holds an sl_ipcount slot

@@ -12,8 +12,13 @@
 # daemon:   free_port | write_conf FILE <body | sluice_start CONF | sluice_stop
 #           milterd_start CONF | milterd_stop | miltraw TARGET <script
 # clients:  swaks_to ARGS... | smtp_chat [--port P] [--raw] ... <script
+#           smtp_message FROM RCPT... | final_reply <chat
+#           sluice_restart NAME <body | sluice_conf_error <body
+# peers:    smtpfake LISTEN MODE DIR [CODES] (t/smtpfake.py, a next hop)
 # misc:     maildir_count DIR | wait_for CMD... | track_pid PID
 #           reply_codes | final_reply (smtp_chat output on stdin)
+#           after_received_by FILE HOST | stop_at_exit LOG CMD...
+# TLS:      tls_make_ca DIR | tls_make_cert DIR NAME CN [ca]
 #
 # Hermetic by default: when run as root and unshare(1) works, every test
 # re-executes itself in a private network namespace whose only interface is
@@ -534,4 +539,107 @@ tls_make_cert() {
 				-CAkey "$d/ca.key" -CAcreateserial -copy_extensions copy \
 				-out "$d/$n.crt" 2>/dev/null
 	fi
+}
+
+# smtp_message FROM RCPT...: one message ("Subject: test", one body line)
+# through smtp_chat, then NOOP (the session goes on?) and QUIT; prints the
+# dialogue.  SMTP_CHAT_ARGS (an array) adds smtp_chat options, e.g.
+# (--bind 127.0.0.10).
+smtp_message() {
+	local from=$1 r
+	shift
+	{
+		echo "EHLO client.example"
+		echo "MAIL FROM:<$from>"
+		for r in "$@"; do
+			echo "RCPT TO:<$r>"
+		done
+		echo "DATA"
+		echo "Subject: test"
+		echo ""
+		echo "hello"
+		echo "."
+		echo "NOOP"
+		echo "QUIT"
+	} | smtp_chat "${SMTP_CHAT_ARGS[@]}"
+}
+
+# smtpfake LISTEN MODE DIR [CODES]: start t/smtpfake.py (a scripted next
+# hop: see there) in the background, tracked, and wait until it listens;
+# sets SMTPFAKE_PID.  A running one is stopped first.
+smtpfake() {
+	local dir=$3
+	[ -n "${SMTPFAKE_PID:-}" ] && stop_pid "$SMTPFAKE_PID" 5
+	rm -rf "$dir"
+	mkdir -p "$dir"
+	"$SLUICE_PYTHON" "$SLUICE_SRC/t/smtpfake.py" "$@" 2>>"$dir.log" &
+	SMTPFAKE_PID=$!
+	track_pid "$SMTPFAKE_PID"
+	WAIT_TIMEOUT=10 wait_for test -f "$dir/ready" || {
+		echo "Bail out! t/smtpfake.py $2 did not start"
+		exit 1
+	}
+}
+
+# after_received_by FILE HOST: FILE after the Received: header (with its
+# continuation lines) that says "by HOST", e.g. "mx.sluice.test (sluice)"
+# for ours, whatever next hops added before it
+after_received_by() {
+	"$SLUICE_PYTHON" - "$1" "$2" <<'EOF'
+import re, sys
+d = open(sys.argv[1], "rb").read()
+m = re.search(rb"(?m)^Received: [^\n]*\n(?:[ \t][^\n]*\n)*?[ \t]by "
+              + re.escape(sys.argv[2].encode()) + rb"[^\n]*\n(?:[ \t][^\n]*\n)*", d)
+sys.stdout.buffer.write(d[m.end():] if m else b"NO SUCH RECEIVED HEADER\n")
+EOF
+}
+
+# sluice_restart NAME: (re)start sluice-smtpd with $RUN/NAME.conf: the
+# write_conf prelude, $SLUICE_CONF_BASE (lines every config of the test
+# shares), then stdin
+sluice_restart() {
+	local body
+	body=$(cat)
+	sluice_stop
+	unset PORT
+	write_conf "$RUN/$1.conf" <<EOF
+${SLUICE_CONF_BASE:-}
+$body
+EOF
+	sluice_start "$RUN/$1.conf"
+}
+
+# sluice_conf_error <body: what "sluice-smtpd -t" says (stderr) about a
+# config of the write_conf prelude, $SLUICE_CONF_BASE and stdin
+sluice_conf_error() {
+	local body
+	body=$(cat)
+	unset PORT
+	write_conf "$RUN/conf-error.conf" <<EOF
+${SLUICE_CONF_BASE:-}
+$body
+EOF
+	"$SLUICE_BUILD/sluice-smtpd" -t -c "$RUN/conf-error.conf" 2>&1 >/dev/null
+}
+
+# stop_at_exit LOG CMD...: at exit, run CMD (it stops a peer the test
+# started, e.g. "$SLUICE_SRC/t/pf-instance.sh" stop DIR) and, when the
+# test failed, show the last lines of the peer's LOG; then the usual
+# cleanup.  After setup_run; one per test.
+stop_at_exit() {
+	_T_EXIT_LOG=$1
+	shift
+	_T_EXIT_CMD=("$@")
+	trap _t_stop_cleanup EXIT
+}
+
+_t_stop_cleanup() {
+	local rc=$?
+	"${_T_EXIT_CMD[@]}" >/dev/null 2>&1
+	if [ "$rc" != 0 ] && [ -f "$_T_EXIT_LOG" ]; then
+		diag "last lines of $_T_EXIT_LOG:"
+		diag "$(tail -n 30 "$_T_EXIT_LOG")"
+	fi
+	(exit "$rc")
+	_t_cleanup
 }

@@ -27,6 +27,12 @@
 #                               "plugin milter socket=SPEC default_action=tempfail"
 #     smtpd-opendkim            sluice-smtpd with that plugin line before
 #                               queue/discard
+#   Forwarding (issue 5): smtpd-forward-postfix is sluice-smtpd with
+#   "plugin queue/smtp-forward host=127.0.0.1:PORT" (defaults: XCLIENT,
+#   pipelining) in front of the same private Postfix (discard(8)); its CPU
+#   is both trees (each one's share in the status column), compared with
+#   the postfix row (smtp-source -> Postfix directly) at the end.
+#
 #   The CPU of each row is the whole tree: Postfix and/or sluice and
 #   opendkim (each part's own share in the status column); all three send
 #   BENCH_PF_MSGS messages.  Before its runs each row sends one message
@@ -48,7 +54,8 @@
 #   BENCH_PF_MODE=discard|maildir
 #   BENCH_SERVERS="sluice-discard sluice-discard-1loop sluice-maildir smtp-sink
 #                  postfix postfix-milterd postfix-null-milter
-#                  postfix-opendkim postfix-milterd-opendkim smtpd-opendkim"
+#                  postfix-opendkim postfix-milterd-opendkim smtpd-opendkim
+#                  smtpd-forward-postfix"
 #   (sluice-discard-1loop: loop_threads 1, like single-process smtp-sink,
 #   leaving the other core to smtp-source on a 2-CPU machine)
 #   BENCH_MILTER_SESSIONS=10000 BENCH_MILTER_CONC=$BENCH_CONC
@@ -70,7 +77,7 @@ CONC=${BENCH_CONC:-1 10 100}
 IDLE=${BENCH_IDLE:-1000}
 REUSE=${BENCH_REUSE:-1}
 PF_MODE=${BENCH_PF_MODE:-discard}
-SERVERS=${BENCH_SERVERS-sluice-discard sluice-discard-1loop sluice-maildir smtp-sink postfix postfix-milterd postfix-null-milter postfix-opendkim postfix-milterd-opendkim smtpd-opendkim}
+SERVERS=${BENCH_SERVERS-sluice-discard sluice-discard-1loop sluice-maildir smtp-sink postfix postfix-milterd postfix-null-milter postfix-opendkim postfix-milterd-opendkim smtpd-opendkim smtpd-forward-postfix}
 MILTER_N=${BENCH_MILTER_SESSIONS:-10000}
 MILTER_CONC=${BENCH_MILTER_CONC:-$CONC}
 MILTERS=${BENCH_MILTERS-milterd null-milter}
@@ -394,6 +401,14 @@ start_server() { # NAME
 		PARTS=("$SLUICE_PID sluice-smtpd" "$DKIM_PID opendkim")
 		SRV_LOG=$RUN/smtpd.log
 		;;
+	smtpd-forward-postfix)
+		start_postfix ""
+		start_sluice "plugin queue/smtp-forward host=127.0.0.1:$SRV_PORT"
+		SRV_PID="$SLUICE_PID,$PF_PID"
+		SRV_PORT=$PORT
+		PARTS=("$SLUICE_PID sluice-smtpd" "$PF_PID postfix")
+		SRV_LOG=$RUN/smtpd.log
+		;;
 	*) die "unknown server $1" ;;
 	esac
 }
@@ -406,6 +421,11 @@ stop_server() { # NAME
 		stop_opendkim
 		;;
 	smtp-sink) stop_pid "$SRV_PID" 5 ;;
+	smtpd-forward-postfix)
+		sluice_stop
+		[ -n "$PF_DIR" ] && "$PF" stop "$PF_DIR" >/dev/null 2>&1
+		PF_DIR=
+		;;
 	postfix*)
 		[ -n "$PF_DIR" ] && "$PF" stop "$PF_DIR" >/dev/null 2>&1
 		PF_DIR=
@@ -421,7 +441,7 @@ run_one() {
 	local name=$1 c=$2 n=$MSGS cpu0 cpu1 t0 t1 peak secs rate cpum status=ok dflag=
 	local warn0=0 warn1 from=alice@example.org p i shares='' signs='' slog0=0 slog1
 	local -a pcpu0=()
-	case $name in postfix* | smtpd-opendkim) n=$PF_MSGS ;; esac
+	case $name in postfix* | smtpd-opendkim | smtpd-forward-*) n=$PF_MSGS ;; esac
 	case $name in *-opendkim) from=$DKIM_FROM ;; esac
 	((n < c)) && n=$c
 	if [ -n "${SRV_SKIP:-}" ]; then
@@ -447,7 +467,7 @@ run_one() {
 		status="smtp-source failed: $(head -c 200 "$RUN/source.out" | tr '\n' ' ')"
 	fi
 	t1=$EPOCHREALTIME
-	case $name in postfix*)
+	case $name in postfix* | smtpd-forward-postfix)
 		"$PF" drain "$PF_DIR" 120 || status="postfix queue did not drain"
 		;;
 	esac
@@ -514,6 +534,8 @@ for s in $SERVERS; do
 		HWM[${#HWM[@]}]="sluice-milterd (behind Postfix) VmHWM $($PS hwm "$MIL_PID") KiB" ;;
 	postfix-milterd-opendkim) [ -n "$MIL_PID" ] &&
 		HWM[${#HWM[@]}]="sluice-milterd (behind Postfix, hosting opendkim) VmHWM $($PS hwm "$MIL_PID") KiB" ;;
+	smtpd-forward-postfix) [ -n "${SLUICE_PID:-}" ] &&
+		HWM[${#HWM[@]}]="sluice-smtpd (forwarding to Postfix) VmHWM $($PS hwm "$SLUICE_PID") KiB" ;;
 	smtpd-opendkim) [ -n "${SLUICE_PID:-}" ] &&
 		HWM[${#HWM[@]}]="sluice-smtpd (hosting opendkim) VmHWM $($PS hwm "$SLUICE_PID") KiB" ;;
 	esac
@@ -730,6 +752,22 @@ EOF
 			echo "| $h | $c | $r | $q | $v |"
 			echo "bench: hosting c=$c: $h / postfix-opendkim: msgs/s ${r}x, CPU ms/msg ${q}x" >&2
 		done
+	done
+	;;
+esac
+case " $SERVERS " in
+*" smtpd-forward-postfix "*)
+	cat <<EOF
+
+Forwarding (issue 5, for information): smtp-source -> sluice-smtpd with
+queue/smtp-forward -> Postfix (discard), relative to smtp-source ->
+Postfix directly (the postfix row); CPU is both daemons' trees.
+
+| smtpd-forward-postfix / postfix | concurrency | msgs/s ratio | CPU ms/msg ratio |
+|---|---:|---:|---:|
+EOF
+	for c in $CONC; do
+		echo "| | $c | $(ratio smtpd-forward-postfix postfix "$c") | $(cratio smtpd-forward-postfix postfix "$c") |"
 	done
 	;;
 esac

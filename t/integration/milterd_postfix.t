@@ -47,17 +47,7 @@ MPORT=$(free_port) || {
 }
 MILTERD_PID=
 
-pf_cleanup() {
-	local rc=$?
-	[ -f "$PFD/spool/pid/master.pid" ] && "$PF" stop "$PFD" >/dev/null 2>&1
-	if [ "$rc" != 0 ] && [ -f "$PFD/maillog" ]; then
-		diag "last lines of the Postfix log:"
-		diag "$(tail -n 30 "$PFD/maillog")"
-	fi
-	(exit "$rc")
-	_t_cleanup
-}
-trap pf_cleanup EXIT
+stop_at_exit "$PFD/maillog" "$PF" stop "$PFD"
 
 "$PF" create "$PFD" "$SPORT" maildir "inet:127.0.0.1:$MPORT" || {
 	echo "Bail out! pf-instance.sh create failed"

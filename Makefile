@@ -95,6 +95,9 @@ $(B)/plugins/%.so: plugins/%.c $(PUBLIC_H)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) -shared -o $@ $< $(LDFLAGS_ALL) $(PLUGIN_LIBS)
 
+# crypt_rn(3) from libxcrypt: yescrypt, SHA-crypt, bcrypt.
+$(B)/plugins/auth/flat_file.so: PLUGIN_LIBS += -lcrypt
+
 $(B)/t/plugins/%.so: t/plugins/%.c $(PUBLIC_H)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) -shared -o $@ $< $(LDFLAGS_ALL)

@@ -2,13 +2,14 @@
 # make deps: install the Debian packages that the build and the tests need.
 # Non-interactive; starts no service (policy-rc.d); a no-op when all present.
 set -eu
-# The last two lines are the third-party milters of t/peers.sh (opendkim,
-# clamav-milter + clamd, spamass-milter + spamd); the tests run them from
-# their own config files and skip when they are missing.
+# whois brings mkpasswd(1), which makes the crypt hashes of the auth
+# tests.  The last two lines are the third-party milters of t/peers.sh
+# (opendkim, clamav-milter + clamd, spamass-milter + spamd); the tests run
+# them from their own config files and skip when they are missing.
 PKGS="build-essential pkg-config libevent-dev libssl-dev libpcre2-dev
 libcmocka-dev libc-ares-dev liblmdb-dev libhiredis-dev libmilter-dev
 postfix swaks mandoc iproute2 util-linux procps perl bc openssl
-dovecot-core dovecot-lmtpd ucspi-tcp
+dovecot-core dovecot-lmtpd ucspi-tcp whois
 opendkim opendkim-tools clamav-daemon clamav-milter
 spamassassin spamd spamc spamass-milter"
 # one dpkg-query for all of them (unknown names just are not listed)

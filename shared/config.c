@@ -48,6 +48,8 @@ static const char *const action_names[] = { "tempfail", "accept", "reject",
 static const char *const bare_names[] = { "reject", "normalise", NULL };
 static const char *const ccert_names[] = { "no", "ask", "require", NULL };
 const char *const sl_milter_modes[] = { "0660", "0600", "0666", NULL };
+/* The SASL mechanisms smtpd implements (smtpd/auth.c). */
+static const char *const auth_mechanism_names[] = { "PLAIN", "LOGIN", NULL };
 
 const struct sl_conf_def sl_config_directives[] = {
 	{ .name = "hostname",
@@ -331,6 +333,46 @@ const struct sl_conf_def sl_config_directives[] = {
 	    .max = 3600 * 1000,
 	    .offset = SET(tls_handshake_timeout_ms),
 	    .help = "time allowed for a TLS handshake" },
+	{ .name = "auth_mechanisms",
+	    .type = SL_CONF_LIST,
+	    .def = "PLAIN LOGIN",
+	    .choices = auth_mechanism_names,
+	    .offset = SET(auth_mechanisms),
+	    .help = "SASL mechanisms offered with AUTH (RFC 4954)" },
+	{ .name = "auth_require_tls",
+	    .type = SL_CONF_BOOL,
+	    .def = "yes",
+	    .offset = SET(auth_require_tls),
+	    .help = "offer and accept AUTH only over TLS" },
+	{ .name = "auth_max_failures",
+	    .type = SL_CONF_UINT,
+	    .def = "3",
+	    .min = 1,
+	    .max = 100,
+	    .offset = SET(auth_max_failures),
+	    .help = "failed AUTH commands before the session is closed" },
+	{ .name = "auth_failure_delay",
+	    .type = SL_CONF_MSEC,
+	    .def = "1s",
+	    .min = 0,
+	    .max = 30 * SEC,
+	    .offset = SET(auth_failure_delay_ms),
+	    .help = "delay of the first failure's reply; doubles each time" },
+	{ .name = "auth_ip_max_failures",
+	    .type = SL_CONF_UINT,
+	    .def = "10",
+	    .min = 0,
+	    .max = 100000,
+	    .offset = SET(auth_ip_max_failures),
+	    .help = "failed AUTHs from one address per auth_ip_window; 0 = no "
+	            "limit" },
+	{ .name = "auth_ip_window",
+	    .type = SL_CONF_MSEC,
+	    .def = "1h",
+	    .min = 1 * SEC,
+	    .max = 24 * HOUR,
+	    .offset = SET(auth_ip_window_ms),
+	    .help = "how long a client address's failures are counted" },
 	SL_CONF_END,
 };
 
@@ -732,7 +774,24 @@ list_add_item(const struct sl_conf_def *def, const char *item, void *out,
 {
 	struct sl_cidrlist *cl = out;
 	struct sl_cidr c;
+	char *allowed;
+	size_t i;
 
+	if (def->type == SL_CONF_LIST && def->choices != NULL) {
+		/* A closed list: the items are kept in the table's spelling. */
+		for (i = 0; def->choices[i] != NULL; i++) {
+			if (strcasecmp(item, def->choices[i]) == 0) {
+				strlist_add(out, sl_xstrdup(def->choices[i]));
+				return 0;
+			}
+		}
+		allowed = append_names(sl_xstrdup(""), def->choices);
+		*reason_r = sl_xasprintf("invalid item '%s' (expected one of: "
+		                         "%s)",
+		    item, allowed);
+		free(allowed);
+		return -1;
+	}
 	if (def->type == SL_CONF_LIST) {
 		strlist_add(out, sl_xstrdup(item));
 		return 0;

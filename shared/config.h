@@ -76,6 +76,13 @@ struct sl_settings {
 	bool chunking;
 	bool pipelining;
 	bool enable_vrfy;
+	/* SMTP AUTH (RFC 4954), smtpd only */
+	struct sl_strlist auth_mechanisms; /* "PLAIN", "LOGIN", in order */
+	bool auth_require_tls;
+	unsigned int auth_max_failures; /* per session */
+	unsigned int auth_failure_delay_ms;
+	unsigned int auth_ip_max_failures; /* per client address; 0 = off */
+	unsigned int auth_ip_window_ms;
 	/* TLS (sluice-smtpd): the nth tls_key goes with the nth tls_cert */
 	struct sl_strlist tls_cert;      /* PEM: certificate, then its chain */
 	struct sl_strlist tls_key;       /* PEM private keys */

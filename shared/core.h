@@ -47,7 +47,8 @@ struct sl_instance {
 	char *name;  /* name= or the plugin's name */
 	int reject;  /* enum sl_reject_mode */
 	unsigned int timeout_ms;
-	unsigned int skip; /* SL_SKIP_* */
+	bool timeout_given; /* timeout= was on the line */
+	unsigned int skip;  /* SL_SKIP_* */
 	bool inited;
 };
 
@@ -341,6 +342,8 @@ unsigned int sl_ipcount_acquire(const uint8_t addr[16], unsigned int max_total,
     unsigned int max_per_ip, bool *over_total_r);
 void sl_ipcount_release(const uint8_t addr[16]);
 unsigned int sl_ipcount_get(const uint8_t addr[16]);
+/* FNV-1a of a 16-byte address, for per-address tables. */
+uint32_t sl_addr_hash(const uint8_t addr[16]);
 
 /* --- spool ------------------------------------------------------------- */
 

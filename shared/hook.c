@@ -391,6 +391,12 @@ sl_hook_timeout_ms(const struct sl_hookctx *ctx)
 	return ctx->inst->timeout_ms;
 }
 
+unsigned int
+sl_hook_timeout(const struct sl_hookctx *ctx)
+{
+	return ctx->inst->timeout_given ? ctx->inst->timeout_ms : 0;
+}
+
 /* A reply line never carries CR, LF or NUL from a plugin. */
 static void reply_set(struct sl_reply *r, int code, const char *enh,
     const char *fmt, va_list ap) __attribute__((format(printf, 4, 0)));
@@ -512,9 +518,12 @@ sl_async_done(struct sl_async **ap, enum sl_verdict v)
 /*
  * A worker job keeps the transaction alive until its done callback ran,
  * even if the hook timed out and the session moved on or ended: a queue
- * plugin's worker may still be writing the message out.
+ * plugin's worker may still be writing the message out.  It also keeps the
+ * runtime, whose plugin state the job may use (an auth plugin's users
+ * file), alive past the session and a reload.
  */
 struct wjob {
+	struct sl_runtime *rt;
 	struct sl_txn *txn;
 	sl_work_fn work, done;
 	void *arg;
@@ -536,6 +545,7 @@ wjob_done(void *arg)
 	w->done(w->arg);
 	if (w->txn != NULL)
 		sl_txn_unbusy(w->txn);
+	sl_runtime_unref(&w->rt);
 	free(w);
 }
 
@@ -546,6 +556,7 @@ sl_hook_run_worker(struct sl_hookctx *ctx, sl_work_fn work, sl_work_fn done,
 	struct wjob *w;
 
 	w = sl_xmalloc(sizeof(*w));
+	w->rt = sl_runtime_ref(ctx->conn->rt);
 	w->txn = ctx->conn->txn;
 	w->work = work;
 	w->done = done;

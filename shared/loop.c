@@ -464,15 +464,15 @@ static pthread_mutex_t ipc_mu = PTHREAD_MUTEX_INITIALIZER;
 static struct ipc *ipc_tab[IPC_BUCKETS];
 static unsigned int ipc_total;
 
-static unsigned int
-ipc_hash(const uint8_t a[16])
+uint32_t
+sl_addr_hash(const uint8_t a[16])
 {
 	uint32_t h = 2166136261u;
 	size_t i;
 
 	for (i = 0; i < 16; i++)
 		h = (h ^ a[i]) * 16777619u;
-	return h % IPC_BUCKETS;
+	return h;
 }
 
 static struct ipc **
@@ -480,7 +480,8 @@ ipc_find(const uint8_t a[16])
 {
 	struct ipc **pp;
 
-	for (pp = &ipc_tab[ipc_hash(a)]; *pp != NULL; pp = &(*pp)->next)
+	for (pp = &ipc_tab[sl_addr_hash(a) % IPC_BUCKETS]; *pp != NULL;
+	     pp = &(*pp)->next)
 		if (memcmp((*pp)->addr, a, 16) == 0)
 			break;
 	return pp;

@@ -205,6 +205,7 @@ common_options(struct sl_instance *in, const struct sl_plugin_line *pl,
 			if (sl_conf_parse_value(&d_timeout, v, &in->timeout_ms,
 			        NULL, &err) == -1)
 				goto fail;
+			in->timeout_given = true;
 		} else if (strcmp(k, "skip") == 0) {
 			struct sl_strlist l = { NULL, 0 };
 			size_t j;

@@ -44,65 +44,9 @@
 #include "xmalloc.h"
 #include "smtpd.h"
 
-enum st {
-	ST_PROXY,    /* waiting for the PROXY header */
-	ST_BUSY,     /* a hook chain runs; input waits */
-	ST_CMD,      /* reading commands */
-	ST_DATA,     /* reading DATA content */
-	ST_BDAT,     /* reading a BDAT chunk */
-	ST_CLOSING,  /* final reply queued; closing once flushed */
-	ST_TLS_WAIT, /* STARTTLS: "220" not yet all written */
-	ST_TLS,      /* the TLS handshake runs */
-};
-
-struct smtp {
-	struct sl_conn *conn;
-	const struct sl_settings *set;
-	struct bufferevent *bev;
-	int fd;
-	bool tls_bev;      /* bev is an OpenSSL one; it owns fd */
-	bool implicit_tls; /* an smtps listener: TLS from the start */
-	enum st state;
-	bool esmtp;
-	bool greeted;        /* HELO/EHLO accepted */
-	bool connect_denied; /* 554 greeting: only QUIT is served */
-	bool in_process;
-	bool free_scheduled;
-	bool drain_after_txn; /* SIGTERM: close after this transaction */
-	bool skipping;        /* discarding an invalid line through LF */
-	bool connect_ran;
-	bool peer_eof;          /* the client half-closed while a chain ran */
-	bool eof_is_half_close; /* SMTPD_HALF_CLOSE */
-	unsigned int errors, unknown;
-	char *line;            /* max_command_line + 1 */
-	struct evbuffer *outq; /* replies not yet written */
-	/* the current command, for its hook's done callback */
-	struct sl_smtp_path path;
-	struct sl_hookargs args;
-	const char *params[SL_SMTP_MAX_PARAMS];
-	char *params_joined;
-	bool txn_utf8;
-	/* message content */
-	struct sl_msgreader *mr;
-	struct sl_hdrsplit *hs;
-	bool content_deny;
-	enum sl_verdict content_v;
-	struct sl_reply content_reply;
-	bool io_error;
-	struct sl_timer *data_timer;
-	/* BDAT */
-	bool bdat_mode; /* this transaction uses BDAT */
-	bool bdat_last;
-	bool bdat_fail; /* discard this chunk, answer bdat_reply */
-	uint64_t bdat_left;
-	uint64_t bdat_total; /* octets received in this transaction's chunks */
-	struct sl_reply bdat_reply;
-	struct smtp *next, *prev; /* the loop thread's sessions */
-};
-
 static __thread struct smtp *sessions;
 static const char *const state_names[] = { "proxy", "busy", "command", "data",
-	"bdat", "closing", "starttls", "tls-handshake" };
+	"bdat", "auth", "closing", "starttls", "tls-handshake" };
 
 static void process_input(struct smtp *s);
 static void start_tls(struct smtp *s);
@@ -218,6 +162,7 @@ session_free(struct smtp *s)
 	if (s->connect_ran)
 		sl_hook_disconnect(s->conn);
 	sl_timer_cancel(&s->data_timer);
+	smtpd_auth_free(s);
 	if (s->next != NULL)
 		s->next->prev = s->prev;
 	if (s->prev != NULL)
@@ -448,6 +393,32 @@ smtpd_sessions_drain(struct sl_loop *l, bool deadline)
 			session_close(s);
 		}
 	}
+}
+
+/* --- for auth.c (smtpd.h) --------------------------------------------- */
+
+void
+smtpd_reply(struct smtp *s, int code, const char *enh, const char *text)
+{
+	reply(s, code, enh, text);
+}
+
+void
+smtpd_reply_error(struct smtp *s, int code, const char *enh, const char *text)
+{
+	reply_error(s, code, enh, text);
+}
+
+void
+smtpd_close(struct smtp *s)
+{
+	session_close(s);
+}
+
+void
+smtpd_process_input(struct smtp *s)
+{
+	process_input(s);
 }
 
 /* --- connect and greeting ---------------------------------------------- */
@@ -755,6 +726,8 @@ ehlo_reply(struct smtp *s)
 {
 	bool trusted =
 	    sl_cidrlist_match(&s->set->trusted_proxies, s->conn->peer_addr);
+	char mechs[64];
+	const char *auth = smtpd_auth_ehlo(s, mechs, sizeof(mechs));
 
 	out(s, "250-%s Hello %s [%s]", s->set->hostname, s->conn->helo,
 	    s->conn->remote_ip);
@@ -773,6 +746,8 @@ ehlo_reply(struct smtp *s)
 		out(s, "250-CHUNKING");
 	if (starttls_offered(s))
 		out(s, "250-STARTTLS");
+	if (auth != NULL)
+		out(s, "250-AUTH %s", auth);
 	out(s, "250 HELP");
 }
 
@@ -853,6 +828,42 @@ path_to_args(struct smtp *s, enum sl_hook_id h)
 	}
 }
 
+static bool xtext_decode(char *s);
+
+/*
+ * MAIL AUTH=mailbox (RFC 4954 5): xtext (RFC 3461 4) of "<>" or an
+ * address.  Only an authenticated client's assertion is kept; anyone
+ * else's becomes AUTH=<> for the hooks and the queue.
+ */
+static bool
+mail_auth_param(struct smtp *s, size_t i)
+{
+	static char null_auth[] = "AUTH=<>";
+	const char *raw = s->path.params[i] + 5;
+	char *v = NULL;
+	size_t j;
+	bool ok = raw[0] != '\0';
+
+	for (j = 0; ok && raw[j] != '\0'; j++) {
+		/* xchar: "!" to "~" but "+" and "="; a "+XX" no control */
+		ok = raw[j] > ' ' && raw[j] < 0x7f && raw[j] != '=' &&
+		    (raw[j] != '+' || (raw[j + 1] >= '2' && raw[j + 1] <= 'F'));
+	}
+	if (ok) {
+		v = sl_xstrdup(raw);
+		ok = xtext_decode(v) &&
+		    (strcmp(v, "<>") == 0 || strchr(v, '@') != NULL);
+		free(v);
+	}
+	if (!ok) {
+		reply_error(s, 501, "5.5.4", "Bad AUTH parameter");
+		return false;
+	}
+	if (s->conn->auth_user == NULL)
+		s->path.params[i] = null_auth;
+	return true;
+}
+
 static bool
 mail_params_ok(struct smtp *s)
 {
@@ -900,7 +911,8 @@ mail_params_ok(struct smtp *s)
 			}
 			s->txn_utf8 = true;
 		} else if (strncasecmp(p, "AUTH=", 5) == 0) {
-			/* RFC 4954 5: accepted; trusted only from a relay. */
+			if (!mail_auth_param(s, i))
+				return false;
 		} else {
 			reply_error(s, 555, "5.5.4",
 			    "Unsupported MAIL parameter");
@@ -1173,7 +1185,9 @@ add_received(struct smtp *s)
 	const char *proto;
 
 	sl_rfc5322_date(date, sizeof(date));
-	if (s->txn_utf8)
+	if (s->txn_utf8 && c->auth_user != NULL) /* RFC 6531 3.7.3 */
+		proto = c->tls ? "UTF8SMTPSA" : "UTF8SMTPA";
+	else if (s->txn_utf8)
 		proto = c->tls ? "UTF8SMTPS" : "UTF8SMTP";
 	else if (!s->esmtp)
 		proto = "SMTP";
@@ -1722,8 +1736,10 @@ dispatch(struct smtp *s, char *line, size_t len)
 	case SL_VERB_STARTTLS:
 		cmd_starttls(s, arg);
 		break;
-	case SL_VERB_AUTH:
 		reply_error(s, 502, "5.5.1", "Command not implemented");
+		break;
+	case SL_VERB_AUTH:
+		smtpd_auth_cmd(s, line + (arg - line));
 		break;
 	case SL_VERB_XCLIENT:
 		cmd_xclient(s, line + (arg - line));
@@ -1818,6 +1834,9 @@ process_input(struct smtp *s)
 			break;
 		case ST_BDAT:
 			more = read_bdat(s);
+			break;
+		case ST_AUTH:
+			more = smtpd_auth_read(s);
 			break;
 		default:
 			more = false;

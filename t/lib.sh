@@ -15,6 +15,8 @@
 #           smtp_message FROM RCPT... | final_reply <chat
 #           sluice_restart NAME <body | sluice_conf_error <body
 # peers:    smtpfake LISTEN MODE DIR [CODES] (t/smtpfake.py, a next hop)
+#           sasl_plain AUTHZID USER PASSWORD | auth_plain USER PASSWORD
+# config:   conf_fails DESC REGEX <body
 # misc:     maildir_count DIR | wait_for CMD... | track_pid PID
 #           reply_codes | final_reply (smtp_chat output on stdin)
 #           after_received_by FILE HOST | stop_at_exit LOG CMD...
@@ -437,6 +439,33 @@ smtp_chat() {
 		esac
 	done
 	"$SLUICE_PYTHON" "$SLUICE_SRC/t/smtpchat.py" --port "$port" "${args[@]}"
+}
+
+# sasl_plain AUTHZID USER PASSWORD: a SASL PLAIN response (RFC 4616),
+# base64, for "AUTH PLAIN" lines
+sasl_plain() {
+	printf '%s\0%s\0%s' "$1" "$2" "$3" | base64 -w0
+}
+
+# auth_plain USER PASSWORD: the reply to "AUTH PLAIN <response>" after EHLO
+auth_plain() {
+	smtp_chat <<EOF | grep -E '^[0-9]{3} ' | sed -n 3p
+EHLO client.test
+AUTH PLAIN $(sasl_plain "" "$1" "$2")
+QUIT
+EOF
+}
+
+# conf_fails DESC REGEX <body: "sluice-smtpd -t" on a config of the
+# write_conf prelude (5 lines) and the body must exit 1, with an error
+# reading "CONF:REGEX"; two test results
+conf_fails() {
+	local desc=$1 re=$2 conf=$RUN/conf_fails.conf err rc
+	write_conf "$conf"
+	err=$("$SLUICE_BUILD/sluice-smtpd" -t -c "$conf" 2>&1 >/dev/null)
+	rc=$?
+	is "$rc" 1 "$desc: -t exits 1"
+	like "$err" "^$conf:$re" "$desc: the error reads CONF:$re"
 }
 
 # ---------------------------------------------------------------- misc

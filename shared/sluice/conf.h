@@ -35,7 +35,8 @@ struct sl_conf_def {
 	const char *def;    /* default, as text; NULL = unset */
 	long long min, max; /* bounds for numbers (0, 0 = unbounded) */
 	size_t offset;      /* where the value goes in the owner block */
-	const char *const *choices; /* SL_CONF_ENUM */
+	const char *const *choices; /* SL_CONF_ENUM; SL_CONF_LIST: the only
+	                               items allowed (case-insensitive) */
 	const char *help;           /* one line, for error messages */
 	unsigned int flags;         /* SL_CONF_F_* */
 };

@@ -79,7 +79,14 @@ struct sl_async;   /* a suspended hook, see sl_async_begin() */
  *   body:         data/len = a chunk of the body, LF line ends
  *   unrecognized: arg = the whole command line
  *   deny:         arg = the name of the plugin that denied, denied_hook
- *   auth:         arg = the mechanism, name = the authentication identity
+ *   auth:         arg = the mechanism ("PLAIN", "LOGIN"), name = the
+ *                 authentication identity, value = the password
+ *                 (NUL-terminated; smtpd wipes it when the chain is
+ *                 done, so a plugin that needs it later - on a worker -
+ *                 copies it and wipes its copy with explicit_bzero).
+ *                 OK authenticates (the chain stops), DENY or a chain of
+ *                 DECLINED is bad credentials (535), DENYSOFT a
+ *                 temporary failure (454).
  */
 struct sl_hookargs {
 	enum sl_hook_id hook;
@@ -143,6 +150,13 @@ struct sl_conn *sl_hook_conn(const struct sl_hookctx *ctx);
 struct sl_txn *sl_hook_txn(const struct sl_hookctx *ctx);
 /* The plugin instance's name: "NAME" or the line's name= option. */
 const char *sl_hook_plugin_name(const struct sl_hookctx *ctx);
+/*
+ * The instance's timeout= in ms, or 0 when the line did not give one (the
+ * core then waits plugin_timeout): for a plugin that keeps its own
+ * deadline, with its own default, and sets the core's to match with
+ * sl_async_timeout().
+ */
+unsigned int sl_hook_timeout(const struct sl_hookctx *ctx);
 
 /*
  * Set the reply that goes with the verdict this hook returns (or passes to

@@ -9,7 +9,7 @@
 
 command -v openssl >/dev/null || skip_all "openssl not installed"
 command -v swaks >/dev/null || skip_all "swaks not installed"
-plan 78
+plan 89
 setup_run
 T=$RUN/tls
 mkdir -p "$T"
@@ -381,4 +381,62 @@ EOF
 )
 unlike "$out" '250-STARTTLS' "no tls_cert: STARTTLS not advertised"
 like "$out" '502 5.5.1 STARTTLS not available' "no tls_cert: STARTTLS gets 502"
+sluice_stop
+
+
+# --- AUTH and TLS (auth_require_tls yes, the default) --------------------------
+printf 'alice:%s\n' "$(openssl passwd -6 secret)" >"$RUN/users"
+PORT=
+write_conf "$RUN/auth.conf" <<EOF
+local_domains sluice.test
+max_errors 50
+auth_failure_delay 0
+listen smtps 127.0.0.1:$PORT2
+tls_cert $T/mx.crt
+tls_key $T/mx.key
+plugin auth/flat_file file=$RUN/users
+plugin queue/maildir path=$MD
+EOF
+sluice_start "$RUN/auth.conf"
+out=$(chat <<'EOF'
+EHLO client.test
+AUTH PLAIN AGFsaWNlAHNlY3JldA==
+QUIT
+EOF
+)
+unlike "$out" '250-AUTH' "AUTH is not offered before STARTTLS"
+like "$out" '530 5.7.0 Must issue a STARTTLS command first' "AUTH before TLS: 530"
+unlike "$(cat "$RUN/smtpd.log")" 'auth user=alice' "AUTH before TLS: the credentials were not checked"
+out=$(swaks_to --tls --auth PLAIN --auth-user alice --auth-password secret \
+	--to someone@elsewhere.test --from alice@client.test --h-Subject tls-auth)
+like "$out" '250-AUTH PLAIN LOGIN' "after STARTTLS, AUTH PLAIN LOGIN is offered"
+like "$out" '<~  235 2.7.0 Authentication successful' "AUTH PLAIN over STARTTLS: 235"
+like "$out" '<~  250 2.1.5 Ok' "authenticated: relaying to another domain is allowed"
+WAIT_TIMEOUT=5 wait_for eval '[ -n "$(grep -l "Subject: tls-auth" "$MD"/new/* 2>/dev/null)" ]'
+f=$(grep -l 'Subject: tls-auth' "$MD"/new/* 2>/dev/null | head -n 1)
+like "$(first_received "$f")" 'with ESMTPSA id' "Received: says ESMTPSA"
+out=$(swaks --server 127.0.0.1 --port "$PORT2" --tlsc --timeout 10 --auth LOGIN \
+	--auth-user alice --auth-password wrong --to a@sluice.test --from alice@client.test 2>&1)
+like "$out" '<~\* 535 5.7.8' "AUTH LOGIN with a wrong password over implicit TLS: 535"
+out=$(swaks --server 127.0.0.1 --port "$PORT2" --tlsc --timeout 10 --auth LOGIN \
+	--auth-user alice --auth-password secret --to a@sluice.test --from alice@client.test 2>&1)
+like "$out" '<~  235 2.7.0' "AUTH LOGIN over implicit TLS: 235"
+sluice_stop
+
+# authenticated in the clear (auth_require_tls no), then STARTTLS: forgotten
+sed -i 's/^auth_failure_delay 0$/auth_failure_delay 0\nauth_require_tls no/' "$RUN/auth.conf"
+sluice_start "$RUN/auth.conf"
+out=$(chat <<'EOF'
+EHLO client.test
+AUTH PLAIN AGFsaWNlAHNlY3JldA==
+STARTTLS
+!starttls
+EHLO client.test
+MAIL FROM:<alice@client.test>
+RCPT TO:<someone@elsewhere.test>
+QUIT
+EOF
+)
+like "$out" '235 2.7.0' "auth_require_tls no: AUTH in the clear succeeds"
+like "$out" '550 5.7.1 Relay access denied' "after STARTTLS the authentication is forgotten (RFC 3207 4.2)"
 sluice_stop

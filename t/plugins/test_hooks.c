@@ -6,8 +6,8 @@
  *
  *   plugin test_hooks hook=rcpt action=deny text="no thanks" match=bad
  *
- * hook=    connect helo mail rcpt data data_post queue unrecognized header
- *          eoh body reset
+ * hook=    connect helo auth mail rcpt data data_post queue unrecognized
+ *          header eoh body reset
  * action=  ok deny denysoft deny_disconnect denysoft_disconnect discard done
  *          error invalid declined
  *          pending_forever  (suspend, never resume: the timeout must fire)
@@ -26,7 +26,8 @@
  *                            envelope ones)
  * macros=  log these milter macros (sl_conn_macro) when acting
  * match=   act only when the hook's argument (address, HELO, header name,
- *          command line; the client address at connect) contains this text
+ *          command line; the client address at connect, the user name at
+ *          auth) contains this text
  */
 #include <sys/socket.h>
 
@@ -276,7 +277,7 @@ hook_subject(struct sl_hookctx *ctx, const struct sl_hookargs *a)
 {
 	if (a->hook == SL_HOOK_CONNECT)
 		return sl_conn_remote_ip(sl_hook_conn(ctx));
-	if (a->hook == SL_HOOK_HEADER)
+	if (a->hook == SL_HOOK_HEADER || a->hook == SL_HOOK_AUTH)
 		return a->name;
 	return a->arg != NULL ? a->arg : "";
 }
@@ -395,6 +396,7 @@ const struct sl_plugin sluice_plugin = {
 	.hooks = {
 	    [SL_HOOK_CONNECT] = th_hook,
 	    [SL_HOOK_HELO] = th_hook,
+	    [SL_HOOK_AUTH] = th_hook,
 	    [SL_HOOK_MAIL] = th_hook,
 	    [SL_HOOK_RCPT] = th_hook,
 	    [SL_HOOK_DATA] = th_hook,

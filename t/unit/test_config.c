@@ -375,6 +375,15 @@ static const struct good_case good_cases[] = {
 	        { "bare_newline", "1" }, { "smtputf8", "no" },
 	        { "chunking", "no" }, { "pipelining", "no" },
 	        { "enable_vrfy", "yes" } } },
+	/* a closed list: items in the table's spelling, in the given order */
+	{ "auth_mechanisms login\nauth_mechanisms Plain\n"
+	  "auth_require_tls no\nauth_failure_delay 0\n"
+	  "auth_ip_max_failures 0\nauth_ip_window 1s\n",
+	    {},
+	    { { "auth_mechanisms", "LOGIN,PLAIN" },
+	        { "auth_require_tls", "no" }, { "auth_failure_delay", "0" },
+	        { "auth_ip_max_failures", "0" },
+	        { "auth_ip_window", "1000" } } },
 	/* spool_dir: given, or derived from state_dir */
 	{ "state_dir /srv/sluice/\nspool_dir /var/spool/sluice\n", {},
 	    { { "state_dir", "/srv/sluice/" },
@@ -479,6 +488,12 @@ static const struct bad_case bad_cases[] = {
 	{ "log_level loud\n", {},
 	    "sluice.conf:1: log_level: invalid value 'loud' (expected one of: "
 	    "error, warning, notice, info, debug)" },
+	{ "auth_mechanisms PLAIN CRAM-MD5\n", {},
+	    "sluice.conf:1: auth_mechanisms: invalid item 'CRAM-MD5' (expected "
+	    "one of: PLAIN, LOGIN)" },
+	{ "auth_failure_delay 31s\n", {},
+	    "sluice.conf:1: auth_failure_delay: value 31s out of range "
+	    "0..30s" },
 	{ "bare_newline strip\n", {},
 	    "sluice.conf:1: bare_newline: invalid value 'strip' (expected one "
 	    "of: reject, normalise)" },
@@ -595,6 +610,22 @@ static const struct expect defaults[] = {
 	{ "chunking", "yes" },
 	{ "pipelining", "yes" },
 	{ "enable_vrfy", "no" },
+	{ "auth_mechanisms", "PLAIN,LOGIN" },
+	{ "auth_require_tls", "yes" },
+	{ "auth_max_failures", "3" },
+	{ "auth_failure_delay", "1000" },
+	{ "auth_ip_max_failures", "10" },
+	{ "auth_ip_window", "3600000" },
+	{ "smtps_listen", "" },
+	{ "tls_cert", "" },
+	{ "tls_key", "" },
+	{ "tls_protocols", "TLSv1.2,TLSv1.3" },
+	{ "tls_ciphers", "(null)" },
+	{ "tls_ciphersuites", "(null)" },
+	{ "tls_client_certs", "0" },
+	{ "tls_client_ca", "(null)" },
+	{ "starttls", "yes" },
+	{ "tls_handshake_timeout", "30000" },
 	{ "plugins", "" },
 };
 
@@ -647,8 +678,8 @@ test_directive_table(void **state)
 			fail_msg("directive %s has no expected default",
 			    d[i].name);
 	}
-	/* 40 fields in struct sl_settings */
-	assert_int_equal(n, 40);
+	/* 56 fields in struct sl_settings */
+	assert_int_equal(n, 56);
 	e = find_directive(d, "idle_timeout");
 	assert_non_null(e);
 	assert_int_equal(e->offset,

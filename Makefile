@@ -31,13 +31,13 @@ WARN = -std=c11 -Wall -Wextra $(WERROR) -Wformat=2 -Wshadow \
 ifneq ($(SANITIZE),1)
 HARDEN = -D_FORTIFY_SOURCE=2 -fstack-protector-strong
 endif
-PKGS = libevent libevent_pthreads libevent_openssl openssl libpcre2-8
+PKGS = libevent libevent_pthreads libevent_openssl openssl libpcre2-8 libcares
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 CFLAGS_ALL = $(WARN) $(OPT) $(HARDEN) $(SANFLAGS) -D_GNU_SOURCE -fPIC \
 	-Ishared $(PKG_CFLAGS) $(CFLAGS)
 LDFLAGS_ALL = $(SANFLAGS) $(LDFLAGS)
-LIBS_ALL = $(PKG_LIBS) -lpthread -ldl $(LIBS)
+LIBS_ALL = $(PKG_LIBS) -lresolv -lpthread -ldl $(LIBS)
 # Plugins resolve libsluice from the daemon; they link only what they use.
 PLUGIN_LIBS = $(shell pkg-config --libs libpcre2-8 2>/dev/null)
 

@@ -9,7 +9,7 @@ set -eu
 PKGS="build-essential pkg-config libevent-dev libssl-dev libpcre2-dev
 libcmocka-dev libc-ares-dev liblmdb-dev libhiredis-dev libmilter-dev
 postfix swaks mandoc iproute2 util-linux procps perl bc openssl
-dovecot-core dovecot-lmtpd ucspi-tcp whois
+dovecot-core dovecot-lmtpd ucspi-tcp whois nsd bind9-dnsutils
 opendkim opendkim-tools clamav-daemon clamav-milter
 spamassassin spamd spamc spamass-milter"
 # one dpkg-query for all of them (unknown names just are not listed)

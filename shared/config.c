@@ -24,6 +24,7 @@
 
 #include "config.h"
 #include "log.h"
+#include "resolver.h"
 #include "xmalloc.h"
 
 #define SL_CONF_LINE_MAX 65536
@@ -333,6 +334,25 @@ const struct sl_conf_def sl_config_directives[] = {
 	    .max = 3600 * 1000,
 	    .offset = SET(tls_handshake_timeout_ms),
 	    .help = "time allowed for a TLS handshake" },
+	{ .name = "dns_servers",
+	    .type = SL_CONF_LIST,
+	    .offset = SET(dns_servers),
+	    .help = "DNS servers, ADDRESS[:PORT] or [IPV6]:PORT; "
+	            "default: /etc/resolv.conf" },
+	{ .name = "dns_timeout",
+	    .type = SL_CONF_MSEC,
+	    .def = "5s",
+	    .min = 100,
+	    .max = 5 * MIN,
+	    .offset = SET(dns_timeout_ms),
+	    .help = "time one DNS query may take" },
+	{ .name = "dns_cache_size",
+	    .type = SL_CONF_UINT,
+	    .def = "10000",
+	    .min = 0,
+	    .max = 10000000,
+	    .offset = SET(dns_cache_size),
+	    .help = "DNS answers kept in each loop's cache; 0 = no cache" },
 	{ .name = "auth_mechanisms",
 	    .type = SL_CONF_LIST,
 	    .def = "PLAIN LOGIN",
@@ -1446,7 +1466,7 @@ static int
 finish(struct sl_config *cfg, const bool *given, char **error_r)
 {
 	struct sl_settings *s = &cfg->settings;
-	char *dir, *reason = NULL;
+	char *dir, *reason = NULL, *csv;
 	int rc;
 
 	dir = dir_of(cfg->path);
@@ -1465,6 +1485,13 @@ finish(struct sl_config *cfg, const bool *given, char **error_r)
 	s->log_level = log_level_values[s->log_level];
 	if (s->spool_dir == NULL)
 		s->spool_dir = join_path(s->state_dir, "spool");
+	if (sl_dns_servers_csv(&s->dns_servers, &csv, &reason) != 0) {
+		*error_r = sl_xasprintf("%s: dns_servers: %s",
+		    sl_config_where(cfg, "dns_servers"), reason);
+		free(reason);
+		return -1;
+	}
+	free(csv);
 	return 0;
 }
 

@@ -93,6 +93,10 @@ struct sl_settings {
 	char *tls_client_ca;             /* CA file for client certs */
 	bool starttls;                   /* offer STARTTLS when certs exist */
 	unsigned int tls_handshake_timeout_ms;
+	/* DNS (resolver.h): servers as given; empty = /etc/resolv.conf */
+	struct sl_strlist dns_servers;
+	unsigned int dns_timeout_ms; /* per query */
+	unsigned int dns_cache_size; /* entries; 0 = no cache */
 };
 
 enum sl_tls_ccert {

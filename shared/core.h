@@ -335,6 +335,14 @@ void sl_worker_submit(struct sl_loop *l, sl_work_fn work, sl_work_fn done,
 struct sl_timer *sl_timer_add(struct sl_loop *l, unsigned int ms, sl_work_fn fn,
     void *arg);
 
+/*
+ * Loop l's DNS resolver (resolver.h), made on first use with s's dns_*
+ * settings and brought up to date with them on each call (a reload may
+ * change them).  Loop thread only.  NULL (logged) if c-ares cannot start.
+ */
+struct sl_resolver *sl_loop_resolver(struct sl_loop *l,
+    const struct sl_settings *s);
+
 /* --- per-IP connection accounting (any thread) ----------------------- */
 
 /* Returns the new count for addr, or 0 if total or per-IP limits said no. */

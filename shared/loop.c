@@ -15,6 +15,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <syslog.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -23,6 +24,7 @@
 
 #include "core.h"
 #include "log.h"
+#include "resolver.h"
 #include "xmalloc.h"
 
 struct post {
@@ -41,6 +43,7 @@ struct sl_loop {
 	unsigned int nconn;      /* loop thread only */
 	bool draining;           /* loop thread only */
 	struct event *drain_timer;
+	struct sl_resolver *dns; /* loop thread only; made on first use */
 };
 
 struct job {
@@ -160,6 +163,7 @@ loop_main(void *arg)
 	l->log_flush = evtimer_new(l->base, log_flush_cb, l);
 	sl_log_thread_batch(log_arm, l);
 	event_base_loop(l->base, EVLOOP_NO_EXIT_ON_EMPTY);
+	sl_resolver_free(&l->dns);
 	sl_log_thread_batch(NULL, NULL);
 	event_free(l->log_flush);
 	return NULL;
@@ -298,6 +302,22 @@ void
 sl_loops_set_idle_cb(void (*fn)(struct sl_loop *l))
 {
 	idle_cb = fn;
+}
+
+struct sl_resolver *
+sl_loop_resolver(struct sl_loop *l, const struct sl_settings *s)
+{
+	char *error = NULL;
+
+	if (l->dns == NULL)
+		l->dns = sl_resolver_new(l->base, s, &error);
+	else if (sl_resolver_configure(l->dns, s, &error) != 0)
+		sl_log(LOG_ERR, NULL, "dns: %s (keeping the old servers)",
+		    error);
+	if (l->dns == NULL)
+		sl_log(LOG_ERR, NULL, "dns: resolver not started: %s", error);
+	free(error);
+	return l->dns;
 }
 
 struct event_base *

@@ -361,6 +361,86 @@ int sl_txn_write_message_crlf(struct sl_txn *t, int fd);
 /* Whether the message was quarantined by an edit; reason or NULL. */
 const char *sl_txn_quarantine_reason(const struct sl_txn *t);
 
+/* --- DNS --------------------------------------------------------------- */
+
+/*
+ * Asynchronous DNS through the loop thread's resolver (c-ares; servers,
+ * timeout and cache from sluice.conf's dns_servers, dns_timeout and
+ * dns_cache_size).  sl_dns_lookup() starts a query for name (no final dot
+ * needed) and type; fn(arg, result) runs later on the connection's loop
+ * thread, never inside sl_dns_lookup(), exactly once unless the query is
+ * cancelled first.  The result and everything it points to are valid
+ * during the call only.  The handle is freed when fn returns: forget it
+ * there.  sl_dns_cancel() drops a query whose fn has not run (fn is then
+ * never called) and sets *qp = NULL; a plugin cancels its queries when the
+ * connection or transaction they belong to ends (sl_conn_data_set's
+ * free_fn is the place).  A failure is a result, never a stall: after
+ * dns_timeout the status is SL_DNS_TIMEOUT.
+ *
+ * For SL_DNS_PTR, name may be a numeric IPv4 or IPv6 address: the query
+ * is then for its in-addr.arpa / ip6.arpa name.
+ */
+enum sl_dns_type {
+	SL_DNS_A = 1,
+	SL_DNS_PTR = 12,
+	SL_DNS_MX = 15,
+	SL_DNS_TXT = 16,
+	SL_DNS_AAAA = 28,
+};
+
+enum sl_dns_status {
+	SL_DNS_OK = 0,   /* at least one record of the type */
+	SL_DNS_NXDOMAIN, /* the name does not exist */
+	SL_DNS_NODATA,   /* the name exists, no record of this type */
+	SL_DNS_TIMEOUT,  /* no answer within dns_timeout */
+	SL_DNS_SERVFAIL, /* the server failed or refused (SERVFAIL, REFUSED) */
+	SL_DNS_ERROR,    /* anything else: bad name, no server reachable ... */
+};
+
+struct sl_dns_rr {
+	/*
+	 * A, AAAA: the numeric address; TXT: the record's strings joined
+	 * (RFC 7208 3.3); PTR, MX: the name without the final dot ("" for
+	 * a null MX, RFC 7505).
+	 */
+	const char *text;
+	size_t len;        /* of text (TXT may hold NUL bytes) */
+	unsigned int pref; /* MX: the preference; 0 otherwise */
+	uint8_t addr[16];  /* A: 4 bytes, AAAA: 16; zeros otherwise */
+};
+
+struct sl_dns_result {
+	enum sl_dns_status status;
+	enum sl_dns_type type;
+	const char *name; /* what was asked (PTR: the reverse name) */
+	/* seconds: the least TTL of the answer (a negative answer: from the
+	 * SOA, RFC 2308); 0 for timeout and errors */
+	unsigned int ttl;
+	size_t count; /* records in rr, in the answer's order */
+	const struct sl_dns_rr *rr;
+	bool cached;       /* served from the cache, no query sent */
+	const char *error; /* for logs: "NXDOMAIN", "timeout" ... */
+};
+
+typedef void (*sl_dns_fn)(void *arg, const struct sl_dns_result *r);
+struct sl_dns_query;
+struct sl_dns_query *sl_dns_lookup(struct sl_conn *c, const char *name,
+    enum sl_dns_type type, sl_dns_fn fn, void *arg);
+void sl_dns_cancel(struct sl_dns_query **qp);
+/* "ok", "nxdomain", "nodata", "timeout", "servfail", "error" */
+const char *sl_dns_status_name(enum sl_dns_status s);
+/* "A", "AAAA", "TXT", "PTR", "MX" */
+const char *sl_dns_type_name(enum sl_dns_type t);
+
+/*
+ * The reverse name of a numeric address under zone ("in-addr.arpa" or
+ * "ip6.arpa" when zone is NULL, else e.g. a DNSBL's zone; IPv6 nibbles
+ * under a DNSBL zone as RFC 5782).  Returns 0, or -1 if ip is not an
+ * address or buf is too small.
+ */
+int sl_dns_reverse_name(const char *ip, const char *zone, char *buf,
+    size_t size);
+
 /* Log priorities are syslog's (LOG_ERR ... LOG_DEBUG). */
 
 #endif

@@ -626,6 +626,9 @@ static const struct expect defaults[] = {
 	{ "tls_client_ca", "(null)" },
 	{ "starttls", "yes" },
 	{ "tls_handshake_timeout", "30000" },
+	{ "dns_servers", "" },
+	{ "dns_timeout", "5000" },
+	{ "dns_cache_size", "10000" },
 	{ "plugins", "" },
 };
 
@@ -678,8 +681,8 @@ test_directive_table(void **state)
 			fail_msg("directive %s has no expected default",
 			    d[i].name);
 	}
-	/* 56 fields in struct sl_settings */
-	assert_int_equal(n, 56);
+	/* 59 fields in struct sl_settings */
+	assert_int_equal(n, 59);
 	e = find_directive(d, "idle_timeout");
 	assert_non_null(e);
 	assert_int_equal(e->offset,

@@ -93,6 +93,13 @@ struct sl_settings {
 	char *tls_client_ca;             /* CA file for client certs */
 	bool starttls;                   /* offer STARTTLS when certs exist */
 	unsigned int tls_handshake_timeout_ms;
+	/* state store (shared/store.h) */
+	int store;             /* enum sl_store_kind */
+	char *store_path;      /* LMDB file; default state_dir/store.mdb */
+	size_t store_map_size; /* LMDB map size */
+	char *redis_server;    /* HOST:PORT or unix:/path */
+	unsigned int redis_timeout_ms;
+	int store_failure; /* enum sl_store_failure */
 };
 
 enum sl_tls_ccert {

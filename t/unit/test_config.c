@@ -626,6 +626,12 @@ static const struct expect defaults[] = {
 	{ "tls_client_ca", "(null)" },
 	{ "starttls", "yes" },
 	{ "tls_handshake_timeout", "30000" },
+	{ "store", "0" },
+	{ "store_path", "var/store.mdb" },
+	{ "store_map_size", "67108864" },
+	{ "redis_server", "127.0.0.1:6379" },
+	{ "redis_timeout", "1000" },
+	{ "store_failure", "0" },
 	{ "plugins", "" },
 };
 
@@ -678,8 +684,8 @@ test_directive_table(void **state)
 			fail_msg("directive %s has no expected default",
 			    d[i].name);
 	}
-	/* 56 fields in struct sl_settings */
-	assert_int_equal(n, 56);
+	/* 62 fields in struct sl_settings */
+	assert_int_equal(n, 62);
 	e = find_directive(d, "idle_timeout");
 	assert_non_null(e);
 	assert_int_equal(e->offset,

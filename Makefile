@@ -31,7 +31,8 @@ WARN = -std=c11 -Wall -Wextra $(WERROR) -Wformat=2 -Wshadow \
 ifneq ($(SANITIZE),1)
 HARDEN = -D_FORTIFY_SOURCE=2 -fstack-protector-strong
 endif
-PKGS = libevent libevent_pthreads libevent_openssl openssl libpcre2-8 libcares
+PKGS = libevent libevent_pthreads libevent_openssl openssl libpcre2-8 libcares \
+	lmdb hiredis
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 CFLAGS_ALL = $(WARN) $(OPT) $(HARDEN) $(SANFLAGS) -D_GNU_SOURCE -fPIC \

@@ -8,7 +8,7 @@ set -eu
 # them from their own config files and skip when they are missing.
 PKGS="build-essential pkg-config libevent-dev libssl-dev libpcre2-dev
 libcmocka-dev libc-ares-dev liblmdb-dev libhiredis-dev libmilter-dev
-postfix swaks mandoc iproute2 util-linux procps perl bc openssl
+postfix swaks mandoc iproute2 util-linux procps perl bc openssl redis-server
 dovecot-core dovecot-lmtpd ucspi-tcp whois nsd bind9-dnsutils
 opendkim opendkim-tools clamav-daemon clamav-milter
 spamassassin spamd spamc spamass-milter"

@@ -51,6 +51,8 @@ static const char *const ccert_names[] = { "no", "ask", "require", NULL };
 const char *const sl_milter_modes[] = { "0660", "0600", "0666", NULL };
 /* The SASL mechanisms smtpd implements (smtpd/auth.c). */
 static const char *const auth_mechanism_names[] = { "PLAIN", "LOGIN", NULL };
+static const char *const store_names[] = { "lmdb", "redis", NULL };
+static const char *const store_failure_names[] = { "open", "tempfail", NULL };
 
 const struct sl_conf_def sl_config_directives[] = {
 	{ .name = "hostname",
@@ -393,6 +395,42 @@ const struct sl_conf_def sl_config_directives[] = {
 	    .max = 24 * HOUR,
 	    .offset = SET(auth_ip_window_ms),
 	    .help = "how long a client address's failures are counted" },
+	{ .name = "store",
+	    .type = SL_CONF_ENUM,
+	    .def = "lmdb",
+	    .choices = store_names,
+	    .offset = SET(store),
+	    .help =
+	        "state store back end: lmdb (local file) or redis (shared)" },
+	{ .name = "store_path",
+	    .type = SL_CONF_STR,
+	    .offset = SET(store_path),
+	    .help = "LMDB store file; default state_dir/store.mdb" },
+	{ .name = "store_map_size",
+	    .type = SL_CONF_SIZE,
+	    .def = "64M",
+	    .min = 1024 * 1024,
+	    .max = 1LL << 40,
+	    .offset = SET(store_map_size),
+	    .help = "largest size the LMDB store may grow to" },
+	{ .name = "redis_server",
+	    .type = SL_CONF_STR,
+	    .def = "127.0.0.1:6379",
+	    .offset = SET(redis_server),
+	    .help = "Redis server for store redis: HOST:PORT or unix:/path" },
+	{ .name = "redis_timeout",
+	    .type = SL_CONF_MSEC,
+	    .def = "1s",
+	    .min = 10,
+	    .max = 1 * MIN,
+	    .offset = SET(redis_timeout_ms),
+	    .help = "time a Redis operation may take" },
+	{ .name = "store_failure",
+	    .type = SL_CONF_ENUM,
+	    .def = "open",
+	    .choices = store_failure_names,
+	    .offset = SET(store_failure),
+	    .help = "when the store is down: open (go on) or tempfail" },
 	SL_CONF_END,
 };
 
@@ -1492,6 +1530,8 @@ finish(struct sl_config *cfg, const bool *given, char **error_r)
 		return -1;
 	}
 	free(csv);
+	if (s->store_path == NULL)
+		s->store_path = join_path(s->state_dir, "store.mdb");
 	return 0;
 }
 

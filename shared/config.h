@@ -97,6 +97,13 @@ struct sl_settings {
 	struct sl_strlist dns_servers;
 	unsigned int dns_timeout_ms; /* per query */
 	unsigned int dns_cache_size; /* entries; 0 = no cache */
+	/* state store (shared/store.h) */
+	int store;             /* enum sl_store_kind */
+	char *store_path;      /* LMDB file; default state_dir/store.mdb */
+	size_t store_map_size; /* LMDB map size */
+	char *redis_server;    /* HOST:PORT or unix:/path */
+	unsigned int redis_timeout_ms;
+	int store_failure; /* enum sl_store_failure */
 };
 
 enum sl_tls_ccert {

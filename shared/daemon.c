@@ -39,6 +39,7 @@
 
 #include "daemon.h"
 #include "log.h"
+#include "store.h"
 #include "xmalloc.h"
 
 #ifndef SL_SYSCONFDIR
@@ -524,6 +525,9 @@ sl_daemon_main(const struct sl_daemon *d, int argc, char **argv)
 		stderr_to_null();
 	rt = sl_runtime_load(conf_path, d->fe, &err);
 	if (rt != NULL && d->check != NULL && d->check(rt->set, &err) == -1)
+		sl_runtime_unref(&rt);
+	/* -t checks the store's settings without creating anything */
+	if (rt != NULL && sl_store_setup(rt->cfg, check, &err) == -1)
 		sl_runtime_unref(&rt);
 	if (rt == NULL) {
 		if (to_syslog)

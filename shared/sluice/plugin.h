@@ -441,6 +441,43 @@ const char *sl_dns_type_name(enum sl_dns_type t);
 int sl_dns_reverse_name(const char *ip, const char *zone, char *buf,
     size_t size);
 
+/* --- state store --------------------------------------------------- */
+
+/*
+ * A key/value store shared by the process's connections (store lmdb) or
+ * by several hosts (store redis).  Keys are strings namespaced by the
+ * plugin ("karma:192.0.2.1"); values are small byte strings, or decimal
+ * integers made by sl_store_incr.  expire_s is the lifetime in seconds
+ * from now (0 = none); an expired key reads as absent.  Each call answers
+ * once through fn(arg, ...) on the connection's loop thread, never inside
+ * the call itself, even if the session ended meanwhile (a plugin that
+ * suspended a hook checks sl_async_is_live there); fn may be NULL.
+ *   value/len: get's value (NUL-terminated, borrowed for the call);
+ *   num:       incr's new value.
+ * SL_STORE_UNAVAILABLE means the store failed or timed out (redis_timeout
+ * bounds every call): the plugin then goes on as if nothing was stored,
+ * or, when sl_store_failure_tempfails() says so (store_failure tempfail),
+ * answers its hook with SL_DENYSOFT.
+ */
+enum sl_store_result {
+	SL_STORE_OK = 0,
+	SL_STORE_ABSENT,      /* no such key (get, delete) */
+	SL_STORE_UNAVAILABLE, /* the store is down, slow or failed */
+};
+typedef void (*sl_store_fn)(void *arg, enum sl_store_result res,
+    const char *value, size_t len, long long num);
+void sl_store_get(struct sl_conn *c, const char *key, sl_store_fn fn,
+    void *arg);
+void sl_store_set(struct sl_conn *c, const char *key, const void *value,
+    size_t len, unsigned int expire_s, sl_store_fn fn, void *arg);
+/* Adds by (an absent key counts as 0); expire_s restarts the lifetime. */
+void sl_store_incr(struct sl_conn *c, const char *key, long long by,
+    unsigned int expire_s, sl_store_fn fn, void *arg);
+void sl_store_delete(struct sl_conn *c, const char *key, sl_store_fn fn,
+    void *arg);
+/* Whether SL_STORE_UNAVAILABLE should tempfail (store_failure tempfail). */
+bool sl_store_failure_tempfails(const struct sl_conn *c);
+
 /* Log priorities are syslog's (LOG_ERR ... LOG_DEBUG). */
 
 #endif

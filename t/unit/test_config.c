@@ -629,6 +629,12 @@ static const struct expect defaults[] = {
 	{ "dns_servers", "" },
 	{ "dns_timeout", "5000" },
 	{ "dns_cache_size", "10000" },
+	{ "store", "0" },
+	{ "store_path", "var/store.mdb" },
+	{ "store_map_size", "67108864" },
+	{ "redis_server", "127.0.0.1:6379" },
+	{ "redis_timeout", "1000" },
+	{ "store_failure", "0" },
 	{ "plugins", "" },
 };
 
@@ -681,8 +687,8 @@ test_directive_table(void **state)
 			fail_msg("directive %s has no expected default",
 			    d[i].name);
 	}
-	/* 59 fields in struct sl_settings */
-	assert_int_equal(n, 59);
+	/* 65 fields in struct sl_settings */
+	assert_int_equal(n, 65);
 	e = find_directive(d, "idle_timeout");
 	assert_non_null(e);
 	assert_int_equal(e->offset,

@@ -230,15 +230,6 @@ print_str(const char *s)
 
 /* ---------------------------------------------------------------- time */
 
-static int64_t
-now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* Milliseconds a wait that began now may take: -t, or less at EOB. */
 static int
 wait_ms(const struct session *s, int64_t start)
@@ -277,7 +268,7 @@ flush_out(struct session *s, const char *what)
 			sess_error(s, "write %s: %s", what, strerror(errno));
 			return -1;
 		}
-		start = now_ms();
+		start = sl_now_ms();
 		pfd.fd = s->fd;
 		pfd.events = POLLOUT;
 		r = poll(&pfd, 1, wait_ms(s, start));
@@ -322,7 +313,7 @@ read_packet(struct session *s, const char *what, struct sl_milter_packet *pkt,
 			    s->in_alloc == 0 ? 65536 : s->in_alloc * 2;
 			s->in = sl_xrealloc(s->in, s->in_alloc);
 		}
-		start = now_ms();
+		start = sl_now_ms();
 		pfd.fd = s->fd;
 		pfd.events = POLLIN;
 		r = poll(&pfd, 1, wait_ms(s, start));
@@ -956,7 +947,7 @@ run_content(struct session *s)
 		if (v == V_SKIP)
 			break;
 	}
-	t = now_ms() + (int64_t)cf->timeout_ms * EOB_TIMEOUT_FACTOR;
+	t = sl_now_ms() + (int64_t)cf->timeout_ms * EOB_TIMEOUT_FACTOR;
 	s->eob_deadline.tv_sec = t / 1000;
 	s->eob_deadline.tv_nsec = (long)(t % 1000) * 1000000;
 	s->in_eob = true;
@@ -1062,8 +1053,8 @@ wait_close(struct session *s)
 	int64_t end;
 	int left;
 
-	end = now_ms() + s->cf->timeout_ms;
-	while ((left = (int)(end - now_ms())) > 0) {
+	end = sl_now_ms() + s->cf->timeout_ms;
+	while ((left = (int)(end - sl_now_ms())) > 0) {
 		pfd.fd = s->fd;
 		pfd.events = POLLIN;
 		if (poll(&pfd, 1, left) <= 0)
@@ -1163,14 +1154,14 @@ replay(const struct config *cf)
 	int err;
 
 	tids = sl_xcalloc((size_t)cf->conc, sizeof(*tids));
-	start = now_ms();
+	start = sl_now_ms();
 	for (i = 0; i < cf->conc; i++)
 		if ((err = pthread_create(&tids[i], NULL, replay_thread,
 		         (void *)(uintptr_t)cf)) != 0)
 			fatal("pthread_create: %s", strerror(err));
 	for (i = 0; i < cf->conc; i++)
 		pthread_join(tids[i], NULL);
-	secs = (double)(now_ms() - start) / 1000.0;
+	secs = (double)(sl_now_ms() - start) / 1000.0;
 	free(tids);
 	printf("sessions=%ld ok=%ld rejected=%ld tempfailed=%ld errors=%ld "
 	       "seconds=%.3f sessions_per_second=%.1f\n",

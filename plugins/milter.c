@@ -316,15 +316,6 @@ struct child {
 	bool body_set;
 };
 
-static int64_t
-now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* --- set-up ------------------------------------------------------------ */
 
 static int
@@ -645,7 +636,7 @@ static int
 start_connect(struct child *ch)
 {
 	struct milter *m = ch->m;
-	int64_t now = now_ms(), until;
+	int64_t now = sl_now_ms(), until;
 	int fd, one = 1;
 
 	pthread_mutex_lock(&m->lock);
@@ -689,7 +680,7 @@ connect_failed(struct child *ch, const char *why)
 	if (b > RETRY_MAX_MS)
 		b = RETRY_MAX_MS;
 	m->backoff = b;
-	m->down_until = b > 0 ? now_ms() + b : 0;
+	m->down_until = b > 0 ? sl_now_ms() + b : 0;
 	pthread_mutex_unlock(&m->lock);
 	child_fail(ch, "connect: %s (next try in %u ms)", why, b);
 }
@@ -718,7 +709,7 @@ send_optneg(struct child *ch)
 	}
 	ch->state = CS_NEGOTIATING;
 	ch->waiting = SL_SMFIC_OPTNEG;
-	ch->wait_start = now_ms();
+	ch->wait_start = sl_now_ms();
 	ch->deadline = ch->wait_start + o->command_timeout;
 	return 0;
 }
@@ -1552,7 +1543,7 @@ take_packets(struct child *ch, int *ended_r)
 			break;
 		}
 		if (mm.code == SL_SMFIR_PROGRESS) {
-			now = now_ms();
+			now = sl_now_ms();
 			t = cmd == SL_SMFIC_BODYEOB ? ch->m->o->eom_timeout
 			                            : ch->m->o->command_timeout;
 			cap = ch->wait_start + (int64_t)t * REPLY_CAP_FACTOR;
@@ -1670,7 +1661,7 @@ reply_timeout(const struct child *ch)
 static void
 arm_read(struct child *ch)
 {
-	int64_t left = ch->deadline - now_ms();
+	int64_t left = ch->deadline - sl_now_ms();
 
 	if (left < 1)
 		left = 1;
@@ -1721,7 +1712,7 @@ advance(struct child *ch)
 						return 1;
 					continue;
 				}
-				if (now_ms() >= ch->deadline) {
+				if (sl_now_ms() >= ch->deadline) {
 					child_fail(ch,
 					    "no reply to %s within %u ms",
 					    sl_milter_command_name(ch->waiting),
@@ -1750,7 +1741,7 @@ advance(struct child *ch)
 				return rc < 0 ? 1 : 0;
 			continue;
 		}
-		ch->wait_start = now_ms();
+		ch->wait_start = sl_now_ms();
 		ch->deadline = ch->wait_start + reply_timeout(ch);
 	}
 }

@@ -29,15 +29,6 @@ static pthread_mutex_t af_mu = PTHREAD_MUTEX_INITIALIZER;
 static struct af *af_tab[AF_BUCKETS];
 static size_t af_count;
 
-uint64_t
-sl_authfail_now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
 static bool
 af_expired(const struct af *e, unsigned int window_ms, uint64_t now_ms)
 {

@@ -9,7 +9,7 @@
  * (a flood of new addresses can push an old one out early; each of them
  * is then counted on its own, which bounds memory, not the attack).
  * Addresses are in the 16-byte form of sl_conn_remote_addr(); times are
- * milliseconds of a monotonic clock (sl_authfail_now_ms()).
+ * milliseconds of a monotonic clock (sl_now_ms()).
  */
 #ifndef SL_AUTHFAIL_H
 #define SL_AUTHFAIL_H
@@ -20,7 +20,6 @@
 #define SL_AUTHFAIL_MAX 8192
 
 /* Milliseconds of CLOCK_MONOTONIC. */
-uint64_t sl_authfail_now_ms(void);
 /* Failures of addr in its current window (0 once it has expired). */
 unsigned int sl_authfail_count(const uint8_t addr[16], unsigned int window_ms,
     uint64_t now_ms);

@@ -439,15 +439,6 @@ struct sl_resolver {
 	struct sl_dns_query *queries;
 };
 
-static uint64_t
-now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
 static void
 arm_timer(struct sl_resolver *r)
 {
@@ -669,7 +660,7 @@ ares_cb(void *arg, int status, int timeouts, unsigned char *abuf, int alen)
 	case ARES_ENODATA:
 	case ARES_ENOTFOUND:
 		a = parse_answer(q->name, q->type, status, abuf, alen);
-		sl_dns_cache_put(r->cache, &a->res, now_ms());
+		sl_dns_cache_put(r->cache, &a->res, sl_now_ms());
 		break;
 	case ARES_ETIMEOUT:
 		a = ans_new(q->name, q->type, SL_DNS_TIMEOUT);
@@ -853,7 +844,7 @@ sl_resolver_lookup(struct sl_resolver *r, const char *sessid, const char *name,
 		evtimer_add(q->timer, &zero_tv);
 		return q;
 	}
-	hit = sl_dns_cache_get(r->cache, q->name, type, now_ms());
+	hit = sl_dns_cache_get(r->cache, q->name, type, sl_now_ms());
 	if (hit != NULL) {
 		sl_log(LOG_DEBUG, q->sessid,
 		    "dns cache hit name=%s type=%s ttl_left=%u", q->name,

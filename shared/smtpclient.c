@@ -181,15 +181,6 @@ struct sl_smtpclient {
 	char error[TEXT_MAX];   /* a local reason, for the log */
 };
 
-static int64_t
-now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* --- replies -------------------------------------------------------------- */
 
 void
@@ -689,7 +680,7 @@ arm(struct sl_smtpclient *d, unsigned int ms)
 	evtimer_add(d->timer, &tv);
 	if (d->async == NULL)
 		return;
-	need = now_ms() + ms + BACKSTOP_MS / 2;
+	need = sl_now_ms() + ms + BACKSTOP_MS / 2;
 	if (need <= d->backstop_ms)
 		return;
 	sl_async_timeout(d->async, ms + BACKSTOP_MS);
@@ -734,7 +725,8 @@ finish(struct sl_smtpclient *d)
 	    d->nexthop[0] != '\0' ? " nexthop=\"" : "", d->nexthop,
 	    d->nexthop[0] != '\0' ? "\"" : "",
 	    d->error[0] != '\0' ? " error=\"" : "", d->error,
-	    d->error[0] != '\0' ? "\"" : "", (long long)(now_ms() - d->t0_ms));
+	    d->error[0] != '\0' ? "\"" : "",
+	    (long long)(sl_now_ms() - d->t0_ms));
 	if (d->async != NULL) {
 		sl_async_reply(d->async, d->code, d->enh, "%s", d->text);
 		sl_async_done(&d->async, d->v);
@@ -1909,7 +1901,7 @@ session_new(struct sl_smtpclient_conf *cf, struct sl_hookctx *ctx)
 	    sl_xcalloc(cf->lmtp ? d->nrcpts : 1, sizeof(*d->end_replies));
 	d->forward = "none";
 	snprintf(d->tls_info, sizeof(d->tls_info), "none");
-	d->t0_ms = now_ms();
+	d->t0_ms = sl_now_ms();
 	d->timer = evtimer_new(d->base, timer_cb, d);
 	if (d->timer == NULL)
 		sl_panic("evtimer_new failed");
@@ -1972,6 +1964,6 @@ sl_smtpclient_queue(void *state, struct sl_hookctx *ctx)
 	}
 	d->async = sl_async_begin(ctx);
 	sl_async_timeout(d->async, d->wait_ms + BACKSTOP_MS);
-	d->backstop_ms = now_ms() + d->wait_ms + BACKSTOP_MS;
+	d->backstop_ms = sl_now_ms() + d->wait_ms + BACKSTOP_MS;
 	return SL_PENDING;
 }

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "log.h"
 #include "xmalloc.h"
@@ -89,4 +90,13 @@ sl_xasprintf(const char *fmt, ...)
 	p = sl_xvasprintf(fmt, ap);
 	va_end(ap);
 	return p;
+}
+
+int64_t
+sl_now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }

@@ -200,7 +200,7 @@ auth_failed(struct smtp *s, const char *who, const char *reason,
 	a->failures++;
 	if (set->auth_ip_max_failures > 0)
 		ipn = sl_authfail_add(s->conn->remote_addr,
-		    set->auth_ip_window_ms, sl_authfail_now_ms());
+		    set->auth_ip_window_ms, sl_now_ms());
 	a->too_many = a->failures >= set->auth_max_failures ||
 	    (set->auth_ip_max_failures > 0 && ipn >= set->auth_ip_max_failures);
 	a->disconnect = disconnect;
@@ -463,7 +463,7 @@ ip_blocked(struct smtp *s)
 	if (set->auth_ip_max_failures == 0)
 		return false;
 	n = sl_authfail_count(s->conn->remote_addr, set->auth_ip_window_ms,
-	    sl_authfail_now_ms());
+	    sl_now_ms());
 	if (n < set->auth_ip_max_failures)
 		return false;
 	sl_log(LOG_NOTICE, s->conn->id,

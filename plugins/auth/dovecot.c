@@ -99,15 +99,6 @@ static const struct sl_conf_def dv_conf[] = {
 	SL_CONF_END,
 };
 
-static uint64_t
-now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
 static void
 wipe_free(char **p, size_t size)
 {
@@ -301,7 +292,7 @@ static enum sl_verdict
 advance(struct dv_job *job)
 {
 	enum sl_verdict v;
-	uint64_t now = now_ms();
+	uint64_t now = sl_now_ms();
 	unsigned int left;
 	ssize_t n;
 
@@ -426,7 +417,7 @@ dv_auth(void *state, struct sl_hookctx *ctx)
 	job->dv = dv;
 	job->conn = c;
 	job->fd = -1;
-	job->deadline_ms = now_ms() + timeout;
+	job->deadline_ms = sl_now_ms() + timeout;
 	snprintf(job->inst, sizeof(job->inst), "%s", sl_hook_plugin_name(ctx));
 	sl_conn_data_set(c, dv, job, job_free);
 	make_auth(job, ctx);

@@ -49,21 +49,38 @@ sl_tls_version_of(const char *name)
 	return 0;
 }
 
-const char *
-sl_tls_errors(char *buf, size_t size)
+size_t
+sl_tls_errors_from(unsigned long (*next)(void *), void *arg, char *buf,
+    size_t size)
 {
 	unsigned long e;
 	size_t len = 0;
 	char one[256];
 
 	buf[0] = '\0';
-	while ((e = ERR_get_error()) != 0) {
+	while ((e = next(arg)) != 0) {
+		if (ERR_GET_LIB(e) == 0)
+			continue; /* not OpenSSL's: libevent queues errno values
+			           */
 		ERR_error_string_n(e, one, sizeof(one));
 		if (len < size)
 			len += (size_t)snprintf(buf + len, size - len, "%s%s",
 			    len > 0 ? "; " : "", one);
 	}
-	if (buf[0] == '\0')
+	return len;
+}
+
+static unsigned long
+thread_error(void *arg)
+{
+	(void)arg;
+	return ERR_get_error();
+}
+
+const char *
+sl_tls_errors(char *buf, size_t size)
+{
+	if (sl_tls_errors_from(thread_error, NULL, buf, size) == 0)
 		snprintf(buf, size, "unknown error");
 	return buf;
 }

@@ -45,6 +45,14 @@ void sl_tls_record(SSL *ssl, struct sl_conn *c);
  */
 const char *sl_tls_errors(char *buf, size_t size);
 
+/*
+ * The same from another queue of error codes: next(arg) returns them
+ * until 0 (e.g. a bufferevent's).  Returns the length written; 0 when
+ * there was none (buf is then "").
+ */
+size_t sl_tls_errors_from(unsigned long (*next)(void *), void *arg, char *buf,
+    size_t size);
+
 /* TLS1_2_VERSION etc. for "TLSv1.2"; 0 if unknown. */
 int sl_tls_version_of(const char *name);
 

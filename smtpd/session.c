@@ -568,25 +568,20 @@ starttls_offered(const struct smtp *s)
 	return s->conn->rt->tls != NULL && s->set->starttls && !s->tls_bev;
 }
 
+/* The OpenSSL errors a bufferevent queued, one by one. */
+static unsigned long
+bev_error(void *bev)
+{
+	return bufferevent_get_openssl_error(bev);
+}
+
 /* Why the TLS layer failed, from OpenSSL's queue or the socket. */
 static const char *
 tls_error(struct smtp *s, char *buf, size_t size)
 {
-	unsigned long e;
-	size_t len = 0;
-	char one[256];
 	int err = EVUTIL_SOCKET_ERROR();
 
-	buf[0] = '\0';
-	while ((e = bufferevent_get_openssl_error(s->bev)) != 0) {
-		if (ERR_GET_LIB(e) == 0)
-			continue; /* libevent's own entries: errno values */
-		ERR_error_string_n(e, one, sizeof(one));
-		if (len < size)
-			len += (size_t)snprintf(buf + len, size - len, "%s%s",
-			    len > 0 ? "; " : "", one);
-	}
-	if (buf[0] == '\0')
+	if (sl_tls_errors_from(bev_error, s->bev, buf, size) == 0)
 		snprintf(buf, size, "%s",
 		    err != 0 ? strerror(err) : "connection closed");
 	return buf;

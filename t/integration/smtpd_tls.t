@@ -38,10 +38,8 @@ plugin queue/maildir path=$MD
 EOF
 sluice_start "$RUN/smtpd.conf"
 
-chat() { smtp_chat "$@"; }
-
 # --- EHLO, STARTTLS, delivery -------------------------------------------------
-out=$(chat <<'EOF'
+out=$(smtp_chat <<'EOF'
 EHLO client.test
 QUIT
 EOF
@@ -84,7 +82,7 @@ like "$out" '220 mx\.sluice\.test' "openssl s_client on the smtps port: banner"
 
 # --- command injection, second STARTTLS, reset ---------------------------------
 : >"$RUN/mark"
-out=$(chat <<'EOF'
+out=$(smtp_chat <<'EOF'
 EHLO client.test
 !expect 1
 !pipeline
@@ -111,7 +109,7 @@ like "$(cat "$RUN/smtpd.log")" 'STARTTLS: discarded [0-9]+ bytes sent before the
 	"the discarded injection is logged"
 unlike "$(cat "$RUN/smtpd.log")" 'injected@client' "the injected MAIL never reached the session"
 
-out=$(chat --port "$PORT2" --tls <<'EOF'
+out=$(smtp_chat --port "$PORT2" --tls <<'EOF'
 EHLO client.test
 STARTTLS
 QUIT
@@ -120,7 +118,7 @@ EOF
 unlike "$out" '250-STARTTLS' "implicit TLS: STARTTLS not advertised"
 like "$out" '503 5.5.1 TLS already active' "implicit TLS: STARTTLS refused"
 
-out=$(chat <<'EOF'
+out=$(smtp_chat <<'EOF'
 EHLO client.test
 STARTTLS now
 MAIL FROM:<a@client.test>
@@ -134,7 +132,7 @@ like "$out" '503 5.5.1 STARTTLS inside a transaction' "STARTTLS inside a transac
 like "$out" '221 2.0.0' "the session goes on after both"
 
 # a helo given before STARTTLS is forgotten: the Received: shows the new one
-out=$(chat <<'EOF'
+out=$(smtp_chat <<'EOF'
 EHLO before.client.test
 STARTTLS
 !starttls
@@ -168,7 +166,7 @@ like "$(cat "$RUN/smtpd.log")" 'TLS handshake failed client=\[127\.0\.0\.1\]: .*
 out=$(printf 'QUIT\r\n' | timeout 10 openssl s_client -quiet -tls1_2 \
 	-connect "127.0.0.1:$PORT2" 2>&1)
 like "$out" '220 mx\.sluice\.test' "TLS 1.2 is accepted"
-out=$(chat --port "$PORT2" --tls <<'EOF'
+out=$(smtp_chat --port "$PORT2" --tls <<'EOF'
 QUIT
 EOF
 )
@@ -190,21 +188,21 @@ like "$out" 'subject=CN ?= ?client\.sluice\.test' "SNI picks the third certifica
 like "$(cat "$RUN/smtpd.log")" 'sni=other\.sluice\.test' "the SNI name is logged"
 
 # --- client certificates (tls_client_certs ask) ---------------------------------
-out=$(chat --port "$PORT2" --tls --cert "$T/client.crt" --key "$T/client.key" <<'EOF'
+out=$(smtp_chat --port "$PORT2" --tls --cert "$T/client.crt" --key "$T/client.key" <<'EOF'
 QUIT
 EOF
 )
 like "$out" '221 ' "ask: a client with a CA-signed certificate is served"
 like "$(cat "$RUN/smtpd.log")" 'client_cert=/CN=client\.sluice\.test verify=OK' \
 	"ask: the signed certificate is verified OK and logged"
-out=$(chat --port "$PORT2" --tls --cert "$T/rogue.crt" --key "$T/rogue.key" <<'EOF'
+out=$(smtp_chat --port "$PORT2" --tls --cert "$T/rogue.crt" --key "$T/rogue.key" <<'EOF'
 QUIT
 EOF
 )
 like "$out" '221 ' "ask: a self-signed client certificate is still served"
 like "$(cat "$RUN/smtpd.log")" 'client_cert=/CN=rogue\.sluice\.test verify=FAIL' \
 	"ask: the unverifiable certificate is logged as FAIL"
-out=$(chat --port "$PORT2" --tls <<'EOF'
+out=$(smtp_chat --port "$PORT2" --tls <<'EOF'
 QUIT
 EOF
 )
@@ -213,7 +211,7 @@ like "$(grep 'TLS established' "$RUN/smtpd.log" | tail -n 1)" 'client_cert=- ver
 	"ask: no certificate is logged as NO"
 
 # --- handshake failures never hurt the daemon ---------------------------------
-out=$(chat --port "$PORT2" --no-banner <<'EOF'
+out=$(smtp_chat --port "$PORT2" --no-banner <<'EOF'
 EHLO plaintext.client.test
 !wait_close 5
 EOF
@@ -221,13 +219,13 @@ EOF
 like "$out" '!closed' "plaintext on the smtps port: closed"
 like "$(cat "$RUN/smtpd.log")" 'TLS handshake failed client=\[127\.0\.0\.1\]: .*(wrong version|http request|record)' \
 	"plaintext on the smtps port: logged"
-out=$(chat --port "$PORT2" --no-banner <<'EOF'
+out=$(smtp_chat --port "$PORT2" --no-banner <<'EOF'
 !wait_close 5
 EOF
 )
 like "$out" '!closed' "a silent client on the smtps port is closed after tls_handshake_timeout"
 like "$(cat "$RUN/smtpd.log")" 'TLS handshake timeout client=\[127\.0\.0\.1\]' "the handshake timeout is logged"
-out=$(chat --raw <<'EOF'
+out=$(smtp_chat --raw <<'EOF'
 EHLO client.test\r\n
 STARTTLS\r\n
 this is not a TLS ClientHello\r\n
@@ -341,24 +339,24 @@ starttls no
 plugin queue/maildir path=$MD
 EOF
 sluice_start "$RUN/req.conf"
-out=$(chat --port "$PORT2" --tls <<'EOF'
+out=$(smtp_chat --port "$PORT2" --tls <<'EOF'
 QUIT
 EOF
 )
 unlike "$out" '220 mx' "require: no certificate, no session"
 like "$(cat "$RUN/smtpd.log")" 'TLS handshake failed client=\[127\.0\.0\.1\]: .*peer did not return a certificate' \
 	"require: the missing certificate is logged"
-out=$(chat --port "$PORT2" --tls --cert "$T/rogue.crt" --key "$T/rogue.key" <<'EOF'
+out=$(smtp_chat --port "$PORT2" --tls --cert "$T/rogue.crt" --key "$T/rogue.key" <<'EOF'
 QUIT
 EOF
 )
 unlike "$out" '220 mx' "require: an unverifiable certificate, no session"
-out=$(chat --port "$PORT2" --tls --cert "$T/client.crt" --key "$T/client.key" <<'EOF'
+out=$(smtp_chat --port "$PORT2" --tls --cert "$T/client.crt" --key "$T/client.key" <<'EOF'
 QUIT
 EOF
 )
 like "$out" $'\n220 mx' "require: a CA-signed certificate is served"
-out=$(chat <<'EOF'
+out=$(smtp_chat <<'EOF'
 EHLO client.test
 STARTTLS
 QUIT
@@ -373,7 +371,7 @@ write_conf "$RUN/plain.conf" <<EOF
 local_domains sluice.test
 EOF
 sluice_start "$RUN/plain.conf"
-out=$(chat <<'EOF'
+out=$(smtp_chat <<'EOF'
 EHLO client.test
 STARTTLS
 QUIT
@@ -382,7 +380,6 @@ EOF
 unlike "$out" '250-STARTTLS' "no tls_cert: STARTTLS not advertised"
 like "$out" '502 5.5.1 STARTTLS not available' "no tls_cert: STARTTLS gets 502"
 sluice_stop
-
 
 # --- AUTH and TLS (auth_require_tls yes, the default) --------------------------
 printf 'alice:%s\n' "$(openssl passwd -6 secret)" >"$RUN/users"
@@ -398,7 +395,7 @@ plugin auth/flat_file file=$RUN/users
 plugin queue/maildir path=$MD
 EOF
 sluice_start "$RUN/auth.conf"
-out=$(chat <<'EOF'
+out=$(smtp_chat <<'EOF'
 EHLO client.test
 AUTH PLAIN AGFsaWNlAHNlY3JldA==
 QUIT
@@ -426,7 +423,7 @@ sluice_stop
 # authenticated in the clear (auth_require_tls no), then STARTTLS: forgotten
 sed -i 's/^auth_failure_delay 0$/auth_failure_delay 0\nauth_require_tls no/' "$RUN/auth.conf"
 sluice_start "$RUN/auth.conf"
-out=$(chat <<'EOF'
+out=$(smtp_chat <<'EOF'
 EHLO client.test
 AUTH PLAIN AGFsaWNlAHNlY3JldA==
 STARTTLS

@@ -143,7 +143,7 @@ is "$(mail_reply "$PA")" "250 2.1.0 store unavailable" \
 is "$(mail_reply "$PB")" "451 4.3.0 state store unavailable" \
 	"redis frozen: store_failure tempfail answers 451"
 kill -CONT "$REDIS_PID"
-grep -q 'store: redis unavailable: timed out' "$RUN/smtpd.log"
+WAIT_TIMEOUT=10 wait_for grep -q 'store: redis unavailable: timed out' "$RUN/smtpd.log"
 ok $? "redis frozen: the log says the store timed out"
 
 # Redis gone: refused at once
@@ -152,7 +152,7 @@ is "$(mail_reply "$PA")" "250 2.1.0 store unavailable" \
 	"redis down: store_failure open goes on"
 is "$(mail_reply "$PB")" "451 4.3.0 state store unavailable" \
 	"redis down: store_failure tempfail answers 451"
-grep -q 'store: redis unavailable' "$RUN/b.log"
+WAIT_TIMEOUT=10 wait_for grep -q 'store: redis unavailable' "$RUN/b.log"
 ok $? "redis down: the log says the store is unavailable"
 
 # back again: the links reconnect after their back-off
@@ -163,7 +163,8 @@ WAIT_TIMEOUT=60 wait_for counts_more "$PA"
 ok $? "redis back: A reconnects and counts again"
 WAIT_TIMEOUT=60 wait_for counts_more "$PB"
 ok $? "redis back: B reconnects and counts again"
-grep -q 'store: redis connected again' "$RUN/smtpd.log"
+# log lines are written at the end of a loop turn, after the reply: wait
+WAIT_TIMEOUT=10 wait_for grep -q 'store: redis connected again' "$RUN/smtpd.log"
 ok $? "redis back: the log says the link is up again"
 
 stop_pid "$PIDA"

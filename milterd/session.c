@@ -865,7 +865,7 @@ ev_rcpt(struct msess *s)
 
 	s->state = MS_RCPT;
 	addr = strip_path(s, s->m.argv[0]);
-	if (c->deferred && !c->relay_client) {
+	if (c->deferred && !c->relay_client && !c->rt->naughty) {
 		sl_log(LOG_INFO, c->id, "rcpt to=<%s> refused reason=deferred",
 		    addr);
 		dr = c->deferred_reply;

@@ -66,6 +66,25 @@ kv_get(const struct sl_kv *e, const char *key)
 }
 
 static void
+kv_delete_prefix(struct sl_kv **head, const char *prefix)
+{
+	struct sl_kv **pp = head, *e;
+	size_t n = strlen(prefix);
+
+	while (*pp != NULL) {
+		e = *pp;
+		if (strncmp(e->key, prefix, n) != 0) {
+			pp = &e->next;
+			continue;
+		}
+		*pp = e->next;
+		free(e->key);
+		free(e->value);
+		free(e);
+	}
+}
+
+static void
 kv_free(struct sl_kv **head)
 {
 	struct sl_kv *e, *next;
@@ -425,6 +444,77 @@ const char *
 sl_conn_note_get(const struct sl_conn *c, const char *key)
 {
 	return kv_get(c->notes, key);
+}
+
+void
+sl_conn_outcome_set(struct sl_conn *c, const char *name, const char *outcome,
+    const char *detail)
+{
+	char key[96], *v;
+
+	snprintf(key, sizeof(key), "result.%s", name);
+	if (detail != NULL && detail[0] != '\0') {
+		v = sl_xasprintf("%s %s", outcome, detail);
+		kv_set(&c->notes, key, v);
+		free(v);
+	} else
+		kv_set(&c->notes, key, outcome);
+}
+
+void
+sl_conn_identity_reset(struct sl_conn *c)
+{
+	kv_delete_prefix(&c->notes, "result.");
+	c->deferred = false;
+	c->deferred_by[0] = '\0';
+}
+
+const char *
+sl_conn_outcome_get(const struct sl_conn *c, const char *name)
+{
+	char key[96];
+
+	snprintf(key, sizeof(key), "result.%s", name);
+	return kv_get(c->notes, key);
+}
+
+void
+sl_conn_defer(struct sl_conn *c, const char *plugin, enum sl_verdict v,
+    int code, const char *enh, const char *text)
+{
+	struct sl_reply *r = &c->deferred_reply;
+
+	if (c->deferred || !sl_verdict_is_deny(v))
+		return;
+	c->deferred = true;
+	c->deferred_verdict = v;
+	memset(r, 0, sizeof(*r));
+	r->code = code;
+	if (enh != NULL)
+		snprintf(r->enh, sizeof(r->enh), "%s", enh);
+	if (text != NULL)
+		snprintf(r->text, sizeof(r->text), "%s", text);
+	snprintf(c->deferred_by, sizeof(c->deferred_by), "%s",
+	    plugin != NULL ? plugin : "");
+}
+
+bool
+sl_conn_deferred(const struct sl_conn *c, enum sl_verdict *v_r, int *code_r,
+    const char **enh_r, const char **text_r, const char **plugin_r)
+{
+	if (!c->deferred)
+		return false;
+	if (v_r != NULL)
+		*v_r = c->deferred_verdict;
+	if (code_r != NULL)
+		*code_r = c->deferred_reply.code;
+	if (enh_r != NULL)
+		*enh_r = c->deferred_reply.enh;
+	if (text_r != NULL)
+		*text_r = c->deferred_reply.text;
+	if (plugin_r != NULL)
+		*plugin_r = c->deferred_by;
+	return true;
 }
 
 void

@@ -62,6 +62,9 @@ struct sl_runtime {
 	struct sl_instance **chain[SL_HOOK_MAX];
 	size_t nchain[SL_HOOK_MAX];
 	struct sl_tls_server *tls; /* sluice-smtpd with tls_cert; or NULL */
+	/* the naughty plugin is loaded: it applies deferred marks, the
+	 * front ends do not (sl_conn_defer) */
+	bool naughty;
 };
 
 /*
@@ -219,11 +222,13 @@ struct sl_conn {
 	struct sl_kv *notes;
 	struct sl_pdata *pdata;
 	struct sl_hookrun *run; /* the chain in progress, if any */
-	/* reject=defer: the first deferred denial, applied at RCPT */
+	/* reject=defer or sl_conn_defer: the first deferred denial, applied
+	 * at RCPT by the front end, or by the naughty plugin when loaded */
 	bool deferred;
 	enum sl_verdict deferred_verdict;
 	struct sl_reply deferred_reply;
-	void *fe_data; /* the front end's session */
+	char deferred_by[64]; /* the instance that marked it */
+	void *fe_data;        /* the front end's session */
 	/* the front end's macros (milterd), or NULL */
 	const char *(*fe_macro)(struct sl_conn *c, const char *name);
 	char macro_buf[128]; /* sl_conn_macro's made-up values */
@@ -235,6 +240,11 @@ struct sl_conn {
  */
 struct sl_conn *sl_conn_new(struct sl_loop *l, enum sl_front_end fe);
 void sl_conn_free(struct sl_conn **cp);
+/*
+ * A new client identity on the same connection (XCLIENT): forgets the
+ * outcomes (result.* notes) and the deferred mark of the old one.
+ */
+void sl_conn_identity_reset(struct sl_conn *c);
 /* Sets remote_ip/port/addr from a sockaddr (or numeric text). */
 void sl_conn_set_remote(struct sl_conn *c, const void *sa, size_t salen);
 int sl_conn_set_remote_text(struct sl_conn *c, const char *ip,

@@ -10,7 +10,7 @@
  * handle or on a synchronous hook) or times out gets the configured
  * default action (tempfail unless plugin_default_action says otherwise).
  * reject=no turns a denial into a log line, reject=defer into a mark that
- * the front end applies at RCPT.
+ * the front end applies at RCPT (or the naughty plugin where it is told).
  */
 #include <stdarg.h>
 #include <stdio.h>
@@ -188,11 +188,8 @@ handle_verdict(struct sl_hookrun *run, enum sl_verdict v)
 		return false;
 	}
 	if (sl_verdict_is_deny(v) && in->reject == SL_REJECT_DEFER) {
-		if (!c->deferred) {
-			c->deferred = true;
-			c->deferred_verdict = v;
-			c->deferred_reply = run->ctx.reply;
-		}
+		sl_conn_defer(c, in->name, v, run->ctx.reply.code,
+		    run->ctx.reply.enh, run->ctx.reply.text);
 		sl_log(LOG_INFO, c->id,
 		    "hook=%s plugin=%s verdict=%s action=defer text=\"%s\"", hn,
 		    in->name, sl_verdict_name(v), run->ctx.reply.text);

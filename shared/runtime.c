@@ -356,6 +356,9 @@ sl_runtime_load(const char *path, enum sl_front_end fe, char **error_r)
 		}
 		if (rc == 1)
 			rt->ninst--;
+		else if (strcmp(rt->inst[rt->ninst - 1].plugin->name,
+		             "naughty") == 0)
+			rt->naughty = true;
 	}
 	for (h = 0; h < SL_HOOK_MAX; h++) {
 		rt->chain[h] = sl_xcalloc(rt->ninst, sizeof(*rt->chain[h]));

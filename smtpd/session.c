@@ -1040,7 +1040,7 @@ cmd_rcpt(struct smtp *s, char *arg)
 			return;
 		}
 	}
-	if (c->deferred && !c->relay_client) {
+	if (c->deferred && !c->relay_client && !c->rt->naughty) {
 		dr = &c->deferred_reply;
 		sl_log(LOG_INFO, c->id, "rcpt to=<%s> refused reason=deferred",
 		    s->path.addr);
@@ -1623,7 +1623,7 @@ cmd_xclient(struct smtp *s, char *arg)
 	    helo != NULL && sl_smtp_helo_valid(helo) ? sl_xstrdup(helo) : NULL;
 	s->greeted = false;
 	s->esmtp = false;
-	c->deferred = false;
+	sl_conn_identity_reset(c);
 	sl_log(LOG_INFO, c->id, "xclient client=[%s]:%u name=%s", c->remote_ip,
 	    c->remote_port,
 	    c->remote_host != NULL ? c->remote_host : "unknown");

@@ -275,6 +275,39 @@ void sl_conn_note_set(struct sl_conn *c, const char *key, const char *value);
 const char *sl_conn_note_get(const struct sl_conn *c, const char *key);
 
 /*
+ * Outcomes, for scoring plugins (karma) and logs: how the connection fared
+ * with one plugin instance.  Kept as the connection note "result.NAME"
+ * (NAME = the instance name, sl_hook_plugin_name) with the value
+ * "OUTCOME[ DETAIL]", OUTCOME one of "pass", "fail", "neutral", "skip",
+ * "error".  A later call for the same name replaces the earlier one.
+ * sl_conn_outcome_get returns the whole value, or NULL.
+ */
+void sl_conn_outcome_set(struct sl_conn *c, const char *name,
+    const char *outcome, const char *detail);
+const char *sl_conn_outcome_get(const struct sl_conn *c, const char *name);
+
+/*
+ * Deferred rejection (qpsmtpd's "naughty"): mark the connection instead
+ * of rejecting now.  reject=defer on any plugin instance marks through
+ * the same path.  The mark's rejection lands at each RCPT, or, when the
+ * naughty plugin is loaded, at the hook naughty is configured for.
+ * The first mark wins.  Relay clients (listed networks, authenticated
+ * sessions) are never rejected by a mark.  v is SL_DENY, SL_DENYSOFT or
+ * their _DISCONNECT forms; code 0 and NULL enh/text mean 550 5.7.1
+ * (451 4.7.1 for the soft forms) and the front end's text.
+ */
+void sl_conn_defer(struct sl_conn *c, const char *plugin, enum sl_verdict v,
+    int code, const char *enh, const char *text);
+/*
+ * The mark: false if none; else the verdict, code (0 = default), enhanced
+ * code and text ("" = default), and the instance that marked it.  Any
+ * out pointer may be NULL; strings are borrowed for the connection.
+ */
+bool sl_conn_deferred(const struct sl_conn *c, enum sl_verdict *v_r,
+    int *code_r, const char **enh_r, const char **text_r,
+    const char **plugin_r);
+
+/*
  * Plugin-private data on the connection, keyed by any stable pointer
  * (the plugin's state works).  free_fn runs when the connection ends.
  */

@@ -94,7 +94,13 @@ PUBLIC_H = $(wildcard shared/sluice/*.h)
 
 $(B)/plugins/%.so: plugins/%.c $(PUBLIC_H)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS_ALL) -shared -o $@ $< $(LDFLAGS_ALL) $(PLUGIN_LIBS)
+	$(CC) $(CFLAGS_ALL) -shared -o $@ $(filter %.c,$^) $(LDFLAGS_ALL) \
+		$(PLUGIN_LIBS)
+
+# Helper files of a plugin live in plugins/NAME/ and are linked into
+# NAME.so (and into the unit test that tests them).
+URIBL_HELPERS = plugins/uribl/extract.c plugins/uribl/extract.h
+$(B)/plugins/uribl.so $(B)/t/unit/test_uribl: $(URIBL_HELPERS)
 
 # crypt_rn(3) from libxcrypt: yescrypt, SHA-crypt, bcrypt.
 $(B)/plugins/auth/flat_file.so: PLUGIN_LIBS += -lcrypt
@@ -105,7 +111,7 @@ $(B)/t/plugins/%.so: t/plugins/%.c $(PUBLIC_H)
 
 $(B)/t/unit/%: t/unit/%.c $(B)/libsluice.a $(wildcard shared/*.h) $(PUBLIC_H)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS_ALL) -o $@ $< $(LDFLAGS_ALL) -rdynamic \
+	$(CC) $(CFLAGS_ALL) -o $@ $(filter %.c,$^) $(LDFLAGS_ALL) -rdynamic \
 		-Wl,--whole-archive $(B)/libsluice.a -Wl,--no-whole-archive \
 		$(LIBS_ALL) -lcmocka
 

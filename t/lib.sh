@@ -13,8 +13,10 @@
 #           milterd_start CONF | milterd_stop | miltraw TARGET <script
 # clients:  swaks_to ARGS... | smtp_chat [--port P] [--raw] ... <script
 #           smtp_message FROM RCPT... | final_reply <chat
+#           reply_to CMD SWAKS-DIALOGUE | xclient_session ADDR <script
 #           sluice_restart NAME <body | sluice_conf_error <body
 # peers:    smtpfake LISTEN MODE DIR [CODES] (t/smtpfake.py, a next hop)
+#           pf_milter_start (a private Postfix calling a milter)
 #           sasl_plain AUTHZID USER PASSWORD | auth_plain USER PASSWORD
 # config:   conf_fails DESC REGEX <body
 # misc:     maildir_count DIR | wait_for CMD... | track_pid PID
@@ -568,6 +570,55 @@ tls_make_cert() {
 				-CAkey "$d/ca.key" -CAcreateserial -copy_extensions copy \
 				-out "$d/$n.crt" 2>/dev/null
 	fi
+}
+
+# xclient_session ADDR <script: a session whose client is ADDR (EHLO and
+# XCLIENT ADDR=ADDR from a trusted_proxies address, then the script);
+# prints one line per reply (the last line of a multi-line one) and
+# !closed: line 1 the banner, 2 EHLO, 3 XCLIENT's, 4 the script's first
+# command's
+xclient_session() {
+	{
+		echo "EHLO proxy.test"
+		echo "XCLIENT ADDR=$1"
+		cat
+	} | smtp_chat --timeout 20 | awk '/^[0-9][0-9][0-9]( |$)/ || /^!closed/'
+}
+
+# reply_to CMD DIALOGUE: in swaks' output DIALOGUE, the server's reply
+# (its last line) to the client line CMD ("MAIL FROM:<a@b>", "DATA", ".")
+reply_to() {
+	awk -v c="$1" '
+	found && /^ *<(-|\*\*) / {
+		sub(/^ *<(-|\*\*) +/, "")
+		if (substr($0, 4, 1) != "-") { print; exit }
+		next
+	}
+	/^ *-> / { l = $0; sub(/^ *-> /, "", l); if (l == c) found = 1 }' <<<"$2"
+}
+
+# pf_milter_start: a private Postfix (t/pf-instance.sh, Maildir delivery
+# into $PFD/mail/inbox) in $RUN/pf calling a milter on 127.0.0.1:$MPORT,
+# stopped at exit (stop_at_exit); sets PF, PFD, SPORT (its SMTP port) and
+# MPORT.  Returns 1, starting nothing, unless root with postfix and swaks.
+pf_milter_start() {
+	[ "$(id -u)" = 0 ] && command -v postfix >/dev/null 2>&1 &&
+		command -v swaks >/dev/null 2>&1 || return 1
+	PF=$SLUICE_SRC/t/pf-instance.sh
+	PFD=$RUN/pf
+	SPORT=$(free_port) && MPORT=$(free_port) || {
+		echo "Bail out! no free port"
+		exit 1
+	}
+	stop_at_exit "$PFD/maillog" "$PF" stop "$PFD"
+	"$PF" create "$PFD" "$SPORT" maildir "inet:127.0.0.1:$MPORT" || {
+		echo "Bail out! pf-instance.sh create failed"
+		exit 1
+	}
+	"$PF" start "$PFD" 20 || {
+		echo "Bail out! private Postfix did not start"
+		exit 1
+	}
 }
 
 # smtp_message FROM RCPT...: one message ("Subject: test", one body line)

@@ -111,6 +111,7 @@ finish(struct sl_hookrun *run, enum sl_verdict v)
 	struct sl_reply reply = run->ctx.reply;
 	struct sl_hookargs dargs;
 	enum sl_hook_id h = run->args.hook;
+	const char *by = run->ctx.inst != NULL ? run->ctx.inst->name : "";
 
 	c->run = NULL;
 	free(run);
@@ -118,7 +119,8 @@ finish(struct sl_hookrun *run, enum sl_verdict v)
 	    sl_hook_wanted(c->rt, SL_HOOK_DENY) && !c->closing) {
 		memset(&dargs, 0, sizeof(dargs));
 		dargs.hook = SL_HOOK_DENY;
-		dargs.arg = reply.text;
+		dargs.arg = by;
+		dargs.value = reply.text;
 		dargs.denied_hook = h;
 		dargs.denied_verdict = v;
 		sl_hook_run(c, &dargs, NULL, NULL);

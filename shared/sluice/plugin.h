@@ -78,7 +78,8 @@ struct sl_async;   /* a suspended hook, see sl_async_begin() */
  *                 keeps its inner LF and the white space after it
  *   body:         data/len = a chunk of the body, LF line ends
  *   unrecognized: arg = the whole command line
- *   deny:         arg = the name of the plugin that denied, denied_hook
+ *   deny:         arg = the name of the plugin instance that denied ("" for
+ *                 the core), value = the reply text, denied_hook
  *   auth:         arg = the mechanism ("PLAIN", "LOGIN"), name = the
  *                 authentication identity, value = the password
  *                 (NUL-terminated; smtpd wipes it when the chain is

@@ -105,6 +105,9 @@ $(B)/plugins/uribl.so $(B)/t/unit/test_uribl: $(URIBL_HELPERS)
 # crypt_rn(3) from libxcrypt: yescrypt, SHA-crypt, bcrypt.
 $(B)/plugins/auth/flat_file.so: PLUGIN_LIBS += -lcrypt
 
+# The DNS-list plugins include the core's shared/dnslist.h.
+$(B)/plugins/dnsbl.so $(B)/plugins/rhsbl.so: shared/dnslist.h
+
 $(B)/t/plugins/%.so: t/plugins/%.c $(PUBLIC_H)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) -shared -o $@ $< $(LDFLAGS_ALL)

@@ -20,6 +20,8 @@
 #           sasl_plain AUTHZID USER PASSWORD | auth_plain USER PASSWORD
 # config:   conf_fails DESC REGEX <body
 # misc:     maildir_count DIR | wait_for CMD... | track_pid PID
+#           log_mark | log_after MARK | log_has TEXT ERE DESC
+#           log_lacks TEXT ERE DESC | udp_silent PORT
 #           reply_codes | final_reply (smtp_chat output on stdin)
 #           after_received_by FILE HOST | stop_at_exit LOG CMD...
 # TLS:      tls_make_ca DIR | tls_make_cert DIR NAME CN [ca]
@@ -481,6 +483,33 @@ maildir_count() {
 		[ -e "$f" ] && n=$((n + 1))
 	done
 	echo "$n"
+}
+
+# log_mark: the line count of $RUN/smtpd.log now; log_after MARK: the
+# lines logged after it
+log_mark() { wc -l <"$RUN/smtpd.log"; }
+log_after() { tail -n +"$(($1 + 1))" "$RUN/smtpd.log"; }
+
+# log_has TEXT ERE DESC: one test result, passing when a line of TEXT (a
+# log) matches ERE; log_lacks: when no line does
+log_has() {
+	grep -Eq -- "$2" <<<"$1"
+	ok $? "$3" || diag "no line matches '$2'"
+}
+log_lacks() {
+	! grep -Eq -- "$2" <<<"$1"
+	ok $? "$3" || diag "$(grep -E -- "$2" <<<"$1")"
+}
+
+# udp_silent PORT: a UDP socket on 127.0.0.1:PORT that never answers (a
+# DNS server that times out), in the background, tracked; 300 s at most
+udp_silent() {
+	"$SLUICE_PYTHON" -c '
+import socket, sys, time
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("127.0.0.1", int(sys.argv[1])))
+time.sleep(300)' "$1" &
+	track_pid $!
 }
 
 # wait_for CMD...: retry CMD until it succeeds, for WAIT_TIMEOUT s (10)

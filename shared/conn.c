@@ -167,6 +167,7 @@ sl_conn_free(struct sl_conn **cp)
 	sl_txn_free(&c->txn);
 	kv_free(&c->notes);
 	pdata_free(&c->pdata);
+	sl_conn_input_waits_detach(c);
 	free(c->remote_host);
 	free(c->helo);
 	free(c->rcpt_suffix);
@@ -388,6 +389,12 @@ tls_macro(struct sl_conn *c, const char *name)
 			return c->tls ? sl_conn_note_get(c, map[i][1]) : NULL;
 	}
 	return NULL;
+}
+
+size_t
+sl_conn_input_pending(struct sl_conn *c)
+{
+	return c->fe_input_pending != NULL ? c->fe_input_pending(c) : 0;
 }
 
 const char *

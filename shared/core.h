@@ -231,6 +231,10 @@ struct sl_conn {
 	void *fe_data;        /* the front end's session */
 	/* the front end's macros (milterd), or NULL */
 	const char *(*fe_macro)(struct sl_conn *c, const char *name);
+	/* the front end's count of unread client input (smtpd), or NULL */
+	size_t (*fe_input_pending)(struct sl_conn *c);
+	/* sl_conn_input_wait's waits not fired or cancelled yet */
+	struct sl_io *input_waits;
 	char macro_buf[128]; /* sl_conn_macro's made-up values */
 };
 
@@ -250,6 +254,17 @@ void sl_conn_set_remote(struct sl_conn *c, const void *sa, size_t salen);
 int sl_conn_set_remote_text(struct sl_conn *c, const char *ip,
     unsigned int port);
 void sl_conn_set_local(struct sl_conn *c, const void *sa, size_t salen);
+/*
+ * The front end (smtpd) saw client input that the session left unread
+ * (a hook is suspended): every sl_conn_input_wait of c fires, from the
+ * loop.
+ */
+void sl_conn_input_arrived(struct sl_conn *c);
+/*
+ * At the end of the connection: unlinks the input waits still there (a
+ * plugin's free function should have cancelled them).
+ */
+void sl_conn_input_waits_detach(struct sl_conn *c);
 /* Recomputes relay_client from relay_clients (and authentication). */
 void sl_conn_update_relay(struct sl_conn *c);
 /* Starts a transaction (freeing any old one). */

@@ -415,7 +415,25 @@ struct sl_io {
 	struct event *ev;
 	sl_io_fn fn;
 	void *arg;
+	/* an input wait (sl_conn_input_wait): linked on conn->input_waits */
+	struct sl_conn *conn;
+	struct sl_io *next, *prev;
 };
+
+static void
+io_unlink(struct sl_io *io)
+{
+	if (io->conn == NULL)
+		return;
+	if (io->next != NULL)
+		io->next->prev = io->prev;
+	if (io->prev != NULL)
+		io->prev->next = io->next;
+	else
+		io->conn->input_waits = io->next;
+	io->conn = NULL;
+	io->next = io->prev = NULL;
+}
 
 static void
 io_cb(evutil_socket_t fd, short what, void *arg)
@@ -432,6 +450,7 @@ io_cb(evutil_socket_t fd, short what, void *arg)
 		w |= SL_IO_WRITE;
 	if ((what & EV_TIMEOUT) != 0)
 		w |= SL_IO_TIMEOUT;
+	io_unlink(io);
 	event_free(io->ev);
 	free(io);
 	fn(farg, w);
@@ -449,7 +468,7 @@ sl_conn_io_wait(struct sl_conn *c, int fd, unsigned int what,
 		ev |= EV_READ;
 	if ((what & SL_IO_WRITE) != 0)
 		ev |= EV_WRITE;
-	io = sl_xmalloc(sizeof(*io));
+	io = sl_xcalloc(1, sizeof(*io));
 	io->fn = fn;
 	io->arg = arg;
 	io->ev = event_new(c->loop->base, ev != 0 ? fd : -1, ev, io_cb, io);
@@ -460,11 +479,51 @@ sl_conn_io_wait(struct sl_conn *c, int fd, unsigned int what,
 	return io;
 }
 
+/*
+ * A pure timer event (no descriptor) that the front end makes active with
+ * EV_READ when client input arrives (sl_conn_input_arrived), or at once
+ * if some already waits: fn always runs from the loop, never inside this
+ * call.
+ */
+struct sl_io *
+sl_conn_input_wait(struct sl_conn *c, unsigned int timeout_ms, sl_io_fn fn,
+    void *arg)
+{
+	struct sl_io *io;
+
+	io = sl_conn_io_wait(c, -1, 0, timeout_ms, fn, arg);
+	io->conn = c;
+	io->next = c->input_waits;
+	if (io->next != NULL)
+		io->next->prev = io;
+	c->input_waits = io;
+	if (sl_conn_input_pending(c) > 0)
+		event_active(io->ev, EV_READ, 0);
+	return io;
+}
+
+void
+sl_conn_input_arrived(struct sl_conn *c)
+{
+	struct sl_io *io;
+
+	for (io = c->input_waits; io != NULL; io = io->next)
+		event_active(io->ev, EV_READ, 0);
+}
+
+void
+sl_conn_input_waits_detach(struct sl_conn *c)
+{
+	while (c->input_waits != NULL)
+		io_unlink(c->input_waits);
+}
+
 void
 sl_io_cancel(struct sl_io **iop)
 {
 	if (*iop == NULL)
 		return;
+	io_unlink(*iop);
 	event_free((*iop)->ev);
 	free(*iop);
 	*iop = NULL;

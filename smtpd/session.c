@@ -14,6 +14,7 @@
  * DATA content goes through the msgreader (dot-unstuffing, end only at
  * CRLF.CRLF) and the header splitter into the transaction.
  */
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/types.h>
 #include <netinet/in.h>
@@ -304,8 +305,39 @@ set_idle_timeout(struct smtp *s)
 static void
 read_cb(struct bufferevent *bev, void *arg)
 {
-	(void)bev;
-	process_input(arg);
+	struct smtp *s = arg;
+
+	process_input(s);
+	/* Left unread for a suspended hook: tell sl_conn_input_wait. */
+	if (s->state == ST_BUSY && s->conn->input_waits != NULL &&
+	    evbuffer_get_length(bufferevent_get_input(bev)) > 0)
+		sl_conn_input_arrived(s->conn);
+}
+
+/*
+ * sl_conn_input_pending: what the client sent that the session has not
+ * read.  The bufferevent reads on while a hook is suspended, so its input
+ * holds nearly everything; the kernel may hold the rest (past the read
+ * watermark, or not read yet).  Under TLS the socket's bytes are records
+ * not yet decrypted (perhaps no data at all), so only what OpenSSL
+ * decrypted counts.
+ */
+static size_t
+input_pending(struct sl_conn *c)
+{
+	struct smtp *s = c->fe_data;
+	size_t n = evbuffer_get_length(bufferevent_get_input(s->bev));
+	int avail = 0;
+	SSL *ssl;
+
+	if (s->tls_bev) {
+		ssl = bufferevent_openssl_get_ssl(s->bev);
+		if (ssl != NULL && SSL_is_init_finished(ssl) &&
+		    SSL_pending(ssl) > 0)
+			n += (size_t)SSL_pending(ssl);
+	} else if (ioctl(s->fd, FIONREAD, &avail) == 0 && avail > 0)
+		n += (size_t)avail;
+	return n;
 }
 
 void
@@ -321,6 +353,7 @@ smtpd_session_start(struct sl_conn *conn, int fd, unsigned int flags)
 	s = sl_xcalloc(1, sizeof(*s));
 	s->conn = conn;
 	s->conn->fe_data = s;
+	s->conn->fe_input_pending = input_pending;
 	s->set = s->conn->rt->set;
 	/* sluice-smtpd -i sets it from TCPLOCALIP */
 	if (s->conn->local_ip[0] == '\0' &&
@@ -1358,6 +1391,7 @@ cmd_data(struct smtp *s, const char *arg)
 	s->state = ST_BUSY;
 	memset(&s->args, 0, sizeof(s->args));
 	s->args.hook = SL_HOOK_DATA;
+	s->args.arg = "DATA";
 	sl_hook_run(c, &s->args, data_done, s);
 }
 
@@ -1459,6 +1493,7 @@ cmd_bdat(struct smtp *s, const char *arg)
 		s->state = ST_BUSY;
 		memset(&s->args, 0, sizeof(s->args));
 		s->args.hook = SL_HOOK_DATA;
+		s->args.arg = "BDAT";
 		sl_hook_run(c, &s->args, bdat_data_done, s);
 		return;
 	}

@@ -73,6 +73,9 @@ struct sl_async;   /* a suspended hook, see sl_async_begin() */
  *   mail:         arg = the reverse-path without <> ("" for the null path),
  *                 params = ESMTP parameters as "KEY=VALUE" strings
  *   rcpt:         arg = the forward-path without <>, params as for mail
+ *   data:         arg = "DATA" or "BDAT" (the first chunk, whose bytes
+ *                 follow the command: no 354) in sluice-smtpd; NULL in
+ *                 sluice-milterd
  *   header:       name, value = what follows the colon, leading blanks
  *                 removed, without the final line end; a folded header
  *                 keeps its inner LF and the white space after it
@@ -234,6 +237,26 @@ typedef void (*sl_io_fn)(void *arg, unsigned int what);
 struct sl_io *sl_conn_io_wait(struct sl_conn *c, int fd, unsigned int what,
     unsigned int timeout_ms, sl_io_fn fn, void *arg);
 void sl_io_cancel(struct sl_io **iop);
+
+/*
+ * The client's own input, for plugins that judge its timing (earlytalker):
+ * sl_conn_input_pending() is how many bytes the client sent that the
+ * session has not consumed yet - while a hook is suspended sluice-smtpd
+ * parses nothing, so this is what arrived since the hook began plus any
+ * pipelined rest (decrypted bytes under TLS; a PROXY header is never
+ * counted).  0 in sluice-milterd, which never sees the client.
+ * sl_conn_input_wait() is a wait as sl_conn_io_wait's on that input:
+ * fn(arg, SL_IO_READ) once, on the loop thread, as soon as some is pending
+ * (from the loop at once if some already is), or fn(arg, SL_IO_TIMEOUT)
+ * after timeout_ms (0 = no timeout; in sluice-milterd only the timeout
+ * fires).  Cancel it with sl_io_cancel() (a plugin does in its connection
+ * data's free_fn); a wait that fired is freed by the core.  Neither call
+ * consumes input: the session reads and answers it, in order, once the
+ * hook is done.
+ */
+size_t sl_conn_input_pending(struct sl_conn *c);
+struct sl_io *sl_conn_input_wait(struct sl_conn *c, unsigned int timeout_ms,
+    sl_io_fn fn, void *arg);
 
 /* --- connection ------------------------------------------------------ */
 

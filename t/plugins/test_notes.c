@@ -4,6 +4,7 @@
  * plugins recorded; never installed.
  *
  *   plugin test_notes hook=rcpt keys=result.dnsbl,dnsbl.allowed
+ *   plugin test_notes hook=disconnect keys=result.earlytalker
  *   plugin test_notes set=fcrdns.name=mail.example.test
  *
  * Logs one line per key: "notes hook=H KEY=VALUE", or "KEY=(unset)".
@@ -17,9 +18,9 @@
 #include <sluice/plugin.h>
 
 static const char *const hook_choices[] = { "connect", "helo", "mail", "rcpt",
-	"data_post", NULL };
+	"data_post", "disconnect", NULL };
 static const enum sl_hook_id hook_ids[] = { SL_HOOK_CONNECT, SL_HOOK_HELO,
-	SL_HOOK_MAIL, SL_HOOK_RCPT, SL_HOOK_DATA_POST };
+	SL_HOOK_MAIL, SL_HOOK_RCPT, SL_HOOK_DATA_POST, SL_HOOK_DISCONNECT };
 
 struct notes {
 	int hook;
@@ -85,5 +86,6 @@ const struct sl_plugin sluice_plugin = {
 		[SL_HOOK_MAIL] = notes_log,
 		[SL_HOOK_RCPT] = notes_log,
 		[SL_HOOK_DATA_POST] = notes_log,
+		[SL_HOOK_DISCONNECT] = notes_log,
 	},
 };

@@ -502,14 +502,25 @@ log_lacks() {
 }
 
 # udp_silent PORT: a UDP socket on 127.0.0.1:PORT that never answers (a
-# DNS server that times out), in the background, tracked; 300 s at most
+# DNS server that times out), in the background, tracked; 300 s at most.
+# Returns once the socket is bound (before, a query would be refused by
+# the kernel at once: an error, not a timeout), or 1 after 10 s.
 udp_silent() {
+	local flag=$RUN/udp_silent.$1 i
+	rm -f "$flag"
 	"$SLUICE_PYTHON" -c '
 import socket, sys, time
 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 s.bind(("127.0.0.1", int(sys.argv[1])))
-time.sleep(300)' "$1" &
+open(sys.argv[2], "w").close()
+time.sleep(300)' "$1" "$flag" &
 	track_pid $!
+	for ((i = 0; i < 200; i++)); do
+		[ -e "$flag" ] && return 0
+		sleep 0.05
+	done
+	diag "udp_silent: port $1 not bound within 10 s"
+	return 1
 }
 
 # wait_for CMD...: retry CMD until it succeeds, for WAIT_TIMEOUT s (10)

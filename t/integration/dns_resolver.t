@@ -82,12 +82,7 @@ like "$(cat "$RUN/smtpd.log")" 'dns started name=mx\.sluice\.test at=mail' \
 # A server that never answers: the session gets a timeout result.
 sluice_stop
 SILENT_PORT=$(free_port)
-"$SLUICE_PYTHON" -c '
-import socket, sys, time
-s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-s.bind(("127.0.0.1", int(sys.argv[1])))
-time.sleep(120)' "$SILENT_PORT" &
-track_pid $!
+udp_silent "$SILENT_PORT"
 write_conf "$RUN/smtpd2.conf" <<EOF
 dns_servers 127.0.0.1:$SILENT_PORT
 dns_timeout 500ms

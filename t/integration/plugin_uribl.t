@@ -88,9 +88,7 @@ session() {
 dot() {
 	session "$@" | final_reply
 }
-# log_since MARK: the daemon's log after line MARK (from log_mark)
-log_mark() { wc -l <"$RUN/smtpd.log"; }
-log_since() { tail -n +"$(($1 + 1))" "$RUN/smtpd.log"; }
+# log_after MARK: the daemon's log after line MARK (from log_mark)
 
 # ---------------------------------------------------------------- smtpd
 sluice_restart main <<EOF
@@ -176,7 +174,7 @@ Subject: clean
 see http://www.clean.test/ and https://other-clean.test/
 EOF
 )" '^250 ' "clean URIs: 250"
-like "$(log_since "$m")" 'plugin=uribl verdict=pass names=2 outcome=pass' \
+like "$(log_after "$m")" 'plugin=uribl verdict=pass names=2 outcome=pass' \
 	"a pass is logged with the number of names and outcome=pass"
 
 m=$(log_mark)
@@ -186,7 +184,7 @@ Subject: grey
 http://nomask.test/
 EOF
 )" '^250 ' "an answer outside the zone's mask (127.0.0.16 & 0x0e): 250"
-like "$(log_since "$m")" 'lookup name=nomask\.test zone=multi\.uribl\.test status=ok answer=127\.0\.0\.16 bits=0x10' \
+like "$(log_after "$m")" 'lookup name=nomask\.test zone=multi\.uribl\.test status=ok answer=127\.0\.0\.16 bits=0x10' \
 	"the answer and its bits are logged"
 
 m=$(log_mark)
@@ -196,7 +194,7 @@ Subject: own
 http://www.sluice.test/ http://mail.allowed.test/ mailto:x@listed.test
 EOF
 )" '^250 ' "our own domain (hostname mx.sluice.test), allow_domains, a mail address: 250"
-like "$(log_since "$m")" 'plugin=uribl verdict=pass names=0 ' "none of them was looked up"
+like "$(log_after "$m")" 'plugin=uribl verdict=pass names=0 ' "none of them was looked up"
 
 m=$(log_mark)
 like "$(dot <<'EOF'
@@ -206,7 +204,7 @@ http://a1.test/ http://a2.test/ http://a3.test/ http://a1.test/x
 http://a4.test/ http://a5.test/ http://late.test/
 EOF
 )" '^250 ' "max_lookups=4: a listed domain after four others passes"
-log=$(log_since "$m")
+log=$(log_after "$m")
 like "$log" 'plugin=uribl cap=max_lookups max_lookups=4 next=a5\.test action=stop extracting' \
 	"the cap is logged with the first name left out"
 like "$log" 'verdict=pass names=4 capped=max_lookups outcome=pass' "the pass says it was capped"
@@ -229,7 +227,7 @@ $filler
 http://scanned.test/
 EOF
 )" '^250 ' "max_scan=4k: a listed URI after 5000 bytes passes"
-like "$(log_since "$m")" 'plugin=uribl cap=max_scan max_scan=4096 scanned=4096 action=stop extracting' \
+like "$(log_after "$m")" 'plugin=uribl cap=max_scan max_scan=4096 scanned=4096 action=stop extracting' \
 	"the max_scan cap is logged"
 
 m=$(log_mark)
@@ -239,7 +237,7 @@ Subject: refused
 http://refused.test/
 EOF
 )" '^250 ' "answer 127.0.0.1 (query refused), dns_failure=skip: 250"
-like "$(log_since "$m")" 'verdict=pass reason=dns_failure action=skip domain=refused\.test zone=multi\.uribl\.test error=refused names=1 outcome=error' \
+like "$(log_after "$m")" 'verdict=pass reason=dns_failure action=skip domain=refused\.test zone=multi\.uribl\.test error=refused names=1 outcome=error' \
 	"logged as a DNS failure, outcome=error"
 
 out=$(session 192.0.2.5 <<'EOF'
@@ -320,7 +318,7 @@ Subject: servfail
 http://www.clean.test/
 EOF
 )" '^250 ' "a zone NSD refuses (SERVFAIL), dns_failure=skip: 250"
-like "$(log_since "$m")" 'verdict=pass reason=dns_failure action=skip domain=clean\.test zone=unserved\.test error=servfail names=1 outcome=error' \
+like "$(log_after "$m")" 'verdict=pass reason=dns_failure action=skip domain=clean\.test zone=unserved\.test error=servfail names=1 outcome=error' \
 	"the skipped failure is logged"
 like "$(dot <<'EOF'
 Subject: servfail but listed
@@ -343,7 +341,7 @@ http://www.clean.test/
 EOF
 )" "451 4.4.3 URI blocklist lookup failed, try again later" \
 	"SERVFAIL, dns_failure=tempfail: 451 4.4.3"
-like "$(log_since "$m")" 'verdict=denysoft reason=dns_failure action=tempfail domain=clean\.test zone=unserved\.test error=servfail names=1 outcome=error' \
+like "$(log_after "$m")" 'verdict=denysoft reason=dns_failure action=tempfail domain=clean\.test zone=unserved\.test error=servfail names=1 outcome=error' \
 	"the tempfail is logged"
 like "$(dot <<'EOF'
 Subject: refused
@@ -353,12 +351,7 @@ EOF
 )" '^451 4\.4\.3 ' "answer 127.0.0.1, dns_failure=tempfail: 451 4.4.3"
 
 SILENT_PORT=$(free_port)
-"$SLUICE_PYTHON" -c '
-import socket, sys, time
-s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-s.bind(("127.0.0.1", int(sys.argv[1])))
-time.sleep(120)' "$SILENT_PORT" &
-track_pid $!
+udp_silent "$SILENT_PORT"
 sluice_restart timeout-skip <<EOF
 dns_servers 127.0.0.1:$SILENT_PORT
 dns_timeout 500ms
@@ -372,7 +365,7 @@ Subject: timeout
 http://www.listed.test/
 EOF
 )" '^250 ' "no DNS answer (timeout), dns_failure=skip (the default): 250, no stall"
-like "$(log_since "$m")" 'verdict=pass reason=dns_failure action=skip domain=listed\.test zone=multi\.uribl\.test error=timeout' \
+like "$(log_after "$m")" 'verdict=pass reason=dns_failure action=skip domain=listed\.test zone=multi\.uribl\.test error=timeout' \
 	"the timeout is logged"
 
 sluice_restart timeout-tempfail <<EOF

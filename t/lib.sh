@@ -11,7 +11,8 @@
 # run dir:  setup_run         -> $RUN (0755), removed at exit unless KEEP=1
 # daemon:   free_port | write_conf FILE <body | sluice_start CONF | sluice_stop
 #           milterd_start CONF | milterd_stop | miltraw TARGET <script
-# clients:  swaks_to ARGS... | smtp_chat [--port P] [--raw] ... <script
+# clients:  swaks_to ARGS... | reply_to CMD DIALOGUE (swaks')
+#           smtp_chat [--port P] [--raw] ... <script
 #           smtp_message FROM RCPT... | final_reply <chat
 #           sluice_restart NAME <body | sluice_conf_error <body
 # peers:    smtpfake LISTEN MODE DIR [CODES] (t/smtpfake.py, a next hop)
@@ -419,6 +420,18 @@ sluice_stop() {
 # ---------------------------------------------------------------- clients
 swaks_to() {
 	swaks --server 127.0.0.1 --port "$PORT" --timeout 10 "$@" 2>&1
+}
+
+# reply_to CMD DIALOGUE: in swaks' dialogue, the server's reply (its last
+# line) to the client line CMD
+reply_to() {
+	awk -v c="$1" '
+	found && /^ *<(-|\*\*) / {
+		sub(/^ *<(-|\*\*) +/, "")
+		if (substr($0, 4, 1) != "-") { print; exit }
+		next
+	}
+	/^ *-> / { l = $0; sub(/^ *-> /, "", l); if (l == c) found = 1 }' <<<"$2"
 }
 
 # smtp_chat [--port P] [--raw] [--timeout S] [--bind ADDR] [--no-banner]:

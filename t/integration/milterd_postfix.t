@@ -87,17 +87,6 @@ send() {
 		--add-header "X-Delete-Me: gone" "$@" 2>&1
 }
 
-# reply_to CMD DIALOGUE: the server's reply (last line) to the client line CMD
-reply_to() {
-	awk -v c="$1" '
-	found && /^ *<(-|\*\*) / {
-		sub(/^ *<(-|\*\*) +/, "")
-		if (substr($0, 4, 1) != "-") { print; exit }
-		next
-	}
-	/^ *-> / { l = $0; sub(/^ *-> /, "", l); if (l == c) found = 1 }' <<<"$2"
-}
-
 # copies CASE: the delivered files with header X-Case: CASE
 copies() {
 	grep -l -x -s "X-Case: $1" "$INBOX"/new/* 2>/dev/null

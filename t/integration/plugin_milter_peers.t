@@ -208,17 +208,6 @@ send() {
 		--data "$RUN/send.eml" "$@" 2>&1
 }
 
-# reply_to CMD DIALOGUE: the server's reply (last line) to the client line CMD
-reply_to() {
-	awk -v c="$1" '
-	found && /^ *<(-|\*\*) / {
-		sub(/^ *<(-|\*\*) +/, "")
-		if (substr($0, 4, 1) != "-") { print; exit }
-		next
-	}
-	/^ *-> / { l = $0; sub(/^ *-> /, "", l); if (l == c) found = 1 }' <<<"$2"
-}
-
 # copy DIR ID: the delivered file in Maildir DIR whose Message-ID is <ID@...>
 copy() {
 	grep -l -i -s "^Message-ID: <$2@sluice\.test>" "$1"/new/* 2>/dev/null | head -n 1

@@ -11,7 +11,8 @@
 # run dir:  setup_run         -> $RUN (0755), removed at exit unless KEEP=1
 # daemon:   free_port | write_conf FILE <body | sluice_start CONF | sluice_stop
 #           milterd_start CONF | milterd_stop | miltraw TARGET <script
-# clients:  swaks_to ARGS... | smtp_chat [--port P] [--raw] ... <script
+# clients:  swaks_to ARGS... | reply_to CMD DIALOGUE (swaks')
+#           smtp_chat [--port P] [--raw] ... <script
 #           smtp_message FROM RCPT... | final_reply <chat
 #           reply_to CMD SWAKS-DIALOGUE | xclient_session ADDR <script
 #           sluice_restart NAME <body | sluice_conf_error <body

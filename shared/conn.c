@@ -65,15 +65,16 @@ kv_get(const struct sl_kv *e, const char *key)
 	return NULL;
 }
 
+/* Deletes every entry but those whose key starts with keep. */
 static void
-kv_delete_prefix(struct sl_kv **head, const char *prefix)
+kv_delete_but(struct sl_kv **head, const char *keep)
 {
 	struct sl_kv **pp = head, *e;
-	size_t n = strlen(prefix);
+	size_t n = strlen(keep);
 
 	while (*pp != NULL) {
 		e = *pp;
-		if (strncmp(e->key, prefix, n) != 0) {
+		if (strncmp(e->key, keep, n) == 0) {
 			pp = &e->next;
 			continue;
 		}
@@ -471,7 +472,9 @@ sl_conn_outcome_set(struct sl_conn *c, const char *name, const char *outcome,
 void
 sl_conn_identity_reset(struct sl_conn *c)
 {
-	kv_delete_prefix(&c->notes, "result.");
+	/* what plugins noted about the old client goes; the session's own
+	 * facts (TLS) stay */
+	kv_delete_but(&c->notes, "tls.");
 	c->deferred = false;
 	c->deferred_by[0] = '\0';
 }

@@ -246,7 +246,8 @@ struct sl_conn *sl_conn_new(struct sl_loop *l, enum sl_front_end fe);
 void sl_conn_free(struct sl_conn **cp);
 /*
  * A new client identity on the same connection (XCLIENT): forgets the
- * outcomes (result.* notes) and the deferred mark of the old one.
+ * notes plugins made about the old one (outcomes, fcrdns.name ...; the
+ * tls.* notes stay) and its deferred mark.
  */
 void sl_conn_identity_reset(struct sl_conn *c);
 /* Sets remote_ip/port/addr from a sockaddr (or numeric text). */

@@ -294,7 +294,10 @@ unsigned int sl_conn_ip_connections(const struct sl_conn *c);
  */
 const char *sl_conn_macro(struct sl_conn *c, const char *name);
 
-/* Notes: key/value strings kept for the connection.  value NULL deletes. */
+/*
+ * Notes: key/value strings kept for the connection.  value NULL deletes.
+ * XCLIENT (a new client identity) forgets them all but the tls.* notes.
+ */
 void sl_conn_note_set(struct sl_conn *c, const char *key, const char *value);
 const char *sl_conn_note_get(const struct sl_conn *c, const char *key);
 

@@ -68,6 +68,10 @@ server:
     logfile: "$D/nsd.log"
     server-count: 1
     verbosity: 2
+    # no response rate limiting (on by default: 200 answers/s per /24,
+    # then drops and truncation), which loaded runs and benchmarks exceed
+    rrl-ratelimit: 0
+    rrl-whitelist-ratelimit: 0
     log-time-ascii: yes
 remote-control:
     control-enable: no

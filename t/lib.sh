@@ -20,6 +20,7 @@
 #           pf_milter_start (a private Postfix calling a milter)
 #           sasl_plain AUTHZID USER PASSWORD | auth_plain USER PASSWORD
 # config:   conf_fails DESC REGEX <body
+# postfix:  pf_milterd_why | pf_milterd_setup | pf_milterd_chain <body
 # misc:     maildir_count DIR | wait_for CMD... | track_pid PID
 #           log_mark | log_after MARK | log_has TEXT ERE DESC
 #           log_lacks TEXT ERE DESC | udp_silent PORT
@@ -471,6 +472,59 @@ conf_fails() {
 	rc=$?
 	is "$rc" 1 "$desc: -t exits 1"
 	like "$err" "^$conf:$re" "$desc: the error reads CONF:$re"
+}
+
+# ---------------------------------------------------------------- postfix
+# sluice-milterd behind a private Postfix (t/pf-instance.sh), for the
+# milter-mode cases of a plugin's test:
+#     if why=$(pf_milterd_why); then skip N "$why"; else
+#         pf_milterd_setup; pf_milterd_chain <<<"plugin NAME ..."; ...; fi
+
+# pf_milterd_why: prints why Postfix cannot run here and succeeds, or fails
+pf_milterd_why() {
+	if [ "$(id -u)" != 0 ]; then
+		echo "sluice-milterd behind Postfix needs root"
+	elif ! { command -v postfix && command -v postconf && command -v swaks; } >/dev/null 2>&1; then
+		echo "postfix or swaks not installed"
+	else
+		return 1
+	fi
+}
+
+# pf_milterd_setup: create and start a private Postfix in $RUN/pf whose
+# smtpd_milters is sluice-milterd on a free port; sets PF (the script), PFD
+# (its directory), INBOX (the Maildir it delivers user@sluice.test to),
+# SPORT (its SMTP port) and MPORT (the milter port).  Stopped at exit
+# (stop_at_exit: the test's only one).
+pf_milterd_setup() {
+	PF=$SLUICE_SRC/t/pf-instance.sh
+	PFD=$RUN/pf
+	INBOX=$PFD/mail/inbox
+	SPORT=$(free_port) && MPORT=$(free_port) || {
+		echo "Bail out! no free port"
+		exit 1
+	}
+	stop_at_exit "$PFD/maillog" "$PF" stop "$PFD"
+	"$PF" create "$PFD" "$SPORT" maildir "inet:127.0.0.1:$MPORT" || {
+		echo "Bail out! pf-instance.sh create failed"
+		exit 1
+	}
+	"$PF" start "$PFD" 20 || {
+		echo "Bail out! private Postfix did not start"
+		exit 1
+	}
+}
+
+# pf_milterd_chain: (re)start sluice-milterd on $MPORT with the write_conf
+# prelude, milter_listen and the lines on stdin.  Sets MILTERD_PID: never
+# call it in a pipe or $(...).
+pf_milterd_chain() {
+	milterd_stop
+	{
+		echo "milter_listen inet:$MPORT@127.0.0.1"
+		cat
+	} | write_conf "$RUN/milterd.conf"
+	milterd_start "$RUN/milterd.conf"
 }
 
 # ---------------------------------------------------------------- misc

@@ -141,6 +141,7 @@ lint:
 bench: deps all $(TMILTER_BIN)
 	SLUICE_BUILD=$(B) SLUICE_SRC=$(CURDIR) sh t/bench/run.sh
 	SLUICE_BUILD=$(B) SLUICE_SRC=$(CURDIR) sh t/bench/tls.sh
+	SLUICE_BUILD=$(B) SLUICE_SRC=$(CURDIR) sh t/bench/dns.sh
 
 install: all
 	install -d $(DESTDIR)$(PREFIX)/sbin $(DESTDIR)$(PREFIX)/lib/sluice/plugins/queue

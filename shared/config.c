@@ -1541,8 +1541,11 @@ sl_config_load(const char *path, char **error_r)
 	struct sl_config *cfg;
 	struct loader ld;
 
+	static unsigned long serials;
+
 	cfg = sl_xcalloc(1, sizeof(*cfg));
 	cfg->path = sl_xstrdup(path);
+	cfg->serial = __atomic_add_fetch(&serials, 1, __ATOMIC_RELAXED);
 	memset(&ld, 0, sizeof(ld));
 	ld.cfg = cfg;
 	ld.given =

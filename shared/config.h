@@ -124,6 +124,9 @@ struct sl_plugin_line {
 
 struct sl_config {
 	char *path;
+	/* distinct for every configuration loaded in this process, so that
+	 * per-loop state made from one (the resolver) sees a reload cheaply */
+	unsigned long serial;
 	struct sl_settings settings;
 	char **where; /* per directive: "file:line" of its last line */
 	struct sl_plugin_line *plugins;

@@ -362,12 +362,13 @@ struct sl_timer *sl_timer_add(struct sl_loop *l, unsigned int ms, sl_work_fn fn,
     void *arg);
 
 /*
- * Loop l's DNS resolver (resolver.h), made on first use with s's dns_*
- * settings and brought up to date with them on each call (a reload may
- * change them).  Loop thread only.  NULL (logged) if c-ares cannot start.
+ * Loop l's DNS resolver (resolver.h), made on first use with cfg's dns_*
+ * settings and brought up to date when a call brings another
+ * configuration (a reload may change them).  Loop thread only.  NULL
+ * (logged) if c-ares cannot start.
  */
 struct sl_resolver *sl_loop_resolver(struct sl_loop *l,
-    const struct sl_settings *s);
+    const struct sl_config *cfg);
 
 /* --- per-IP connection accounting (any thread) ----------------------- */
 

@@ -44,6 +44,7 @@ struct sl_loop {
 	bool draining;           /* loop thread only */
 	struct event *drain_timer;
 	struct sl_resolver *dns; /* loop thread only; made on first use */
+	unsigned long dns_serial; /* the configuration it was set up from */
 };
 
 struct job {
@@ -305,17 +306,21 @@ sl_loops_set_idle_cb(void (*fn)(struct sl_loop *l))
 }
 
 struct sl_resolver *
-sl_loop_resolver(struct sl_loop *l, const struct sl_settings *s)
+sl_loop_resolver(struct sl_loop *l, const struct sl_config *cfg)
 {
 	char *error = NULL;
 
+	if (l->dns != NULL && l->dns_serial == cfg->serial)
+		return l->dns;
 	if (l->dns == NULL)
-		l->dns = sl_resolver_new(l->base, s, &error);
-	else if (sl_resolver_configure(l->dns, s, &error) != 0)
+		l->dns = sl_resolver_new(l->base, &cfg->settings, &error);
+	else if (sl_resolver_configure(l->dns, &cfg->settings, &error) != 0)
 		sl_log(LOG_ERR, NULL, "dns: %s (keeping the old servers)",
 		    error);
 	if (l->dns == NULL)
 		sl_log(LOG_ERR, NULL, "dns: resolver not started: %s", error);
+	else
+		l->dns_serial = cfg->serial;
 	free(error);
 	return l->dns;
 }

@@ -891,7 +891,7 @@ sl_dns_lookup(struct sl_conn *c, const char *name, enum sl_dns_type type,
 {
 	struct sl_resolver *r;
 
-	r = sl_loop_resolver(c->loop, c->rt->set);
+	r = sl_loop_resolver(c->loop, c->rt->cfg);
 	if (r == NULL)
 		return NULL;
 	return sl_resolver_lookup(r, c->id, name, type, fn, arg);

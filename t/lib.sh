@@ -692,28 +692,11 @@ reply_to() {
 	/^ *-> / { l = $0; sub(/^ *-> /, "", l); if (l == c) found = 1 }' <<<"$2"
 }
 
-# pf_milter_start: a private Postfix (t/pf-instance.sh, Maildir delivery
-# into $PFD/mail/inbox) in $RUN/pf calling a milter on 127.0.0.1:$MPORT,
-# stopped at exit (stop_at_exit); sets PF, PFD, SPORT (its SMTP port) and
-# MPORT.  Returns 1, starting nothing, unless root with postfix and swaks.
+# pf_milter_start: pf_milterd_setup when it can run here (root, postfix,
+# swaks); returns 1, starting nothing, otherwise.
 pf_milter_start() {
-	[ "$(id -u)" = 0 ] && command -v postfix >/dev/null 2>&1 &&
-		command -v swaks >/dev/null 2>&1 || return 1
-	PF=$SLUICE_SRC/t/pf-instance.sh
-	PFD=$RUN/pf
-	SPORT=$(free_port) && MPORT=$(free_port) || {
-		echo "Bail out! no free port"
-		exit 1
-	}
-	stop_at_exit "$PFD/maillog" "$PF" stop "$PFD"
-	"$PF" create "$PFD" "$SPORT" maildir "inet:127.0.0.1:$MPORT" || {
-		echo "Bail out! pf-instance.sh create failed"
-		exit 1
-	}
-	"$PF" start "$PFD" 20 || {
-		echo "Bail out! private Postfix did not start"
-		exit 1
-	}
+	pf_milterd_why >/dev/null && return 1
+	pf_milterd_setup
 }
 
 # smtp_message FROM RCPT...: one message ("Subject: test", one body line)

@@ -400,24 +400,10 @@ plugin uribl zones=multi.uribl.test two_level_tlds=co.test,uk
 EOF
 
 # ---------------------------------------------------------------- milterd + Postfix
-if [ "$(id -u)" != 0 ]; then
-	skip 4 "sluice-milterd case needs root (private Postfix instance)"
-elif ! { command -v postfix && command -v postconf && command -v swaks; } >/dev/null 2>&1; then
-	skip 4 "sluice-milterd case needs postfix and swaks"
+if why=$(pf_milterd_why); then
+	skip 4 "$why"
 else
-	PF=$SLUICE_SRC/t/pf-instance.sh
-	PFD=$RUN/pf
-	SPORT=$(free_port)
-	MPORT=$(free_port)
-	stop_at_exit "$PFD/maillog" "$PF" stop "$PFD"
-	"$PF" create "$PFD" "$SPORT" maildir "inet:127.0.0.1:$MPORT" || {
-		echo "Bail out! pf-instance.sh create failed"
-		exit 1
-	}
-	"$PF" start "$PFD" 20 || {
-		echo "Bail out! private Postfix did not start"
-		exit 1
-	}
+	pf_milterd_setup
 	write_conf "$RUN/milterd.conf" <<EOF
 milter_listen inet:$MPORT@127.0.0.1
 log_level debug

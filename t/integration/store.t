@@ -83,9 +83,12 @@ rcli() {
 }
 redis_start
 
-# two MX hosts: A fails open, B tempfails
+# two MX hosts: A fails open, B tempfails.  A runs one loop thread, so that
+# the link that saw Redis go is the one that logs its return (a second
+# loop's link may first connect after the outage, with nothing to report).
 unset PORT
 write_conf "$RUN/a.conf" <<EOF
+loop_threads 1
 store redis
 redis_server 127.0.0.1:$RPORT
 redis_timeout 500ms
@@ -123,6 +126,7 @@ ok $? "redis: B's incr set the expiry (ttl=$ttl)"
 stop_pid "$PIDA"
 unset PORT
 write_conf "$RUN/a.conf" <<EOF
+loop_threads 1
 store redis
 redis_server 127.0.0.1:$RPORT
 redis_timeout 500ms

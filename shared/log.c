@@ -8,6 +8,7 @@
 #include <sys/time.h>
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,6 +20,9 @@
 static bool log_stderr = true;
 static int log_max = LOG_INFO;
 static const char *log_ident = "sluice";
+/* getpid() is a system call on every line otherwise; 0 = not known (a
+ * forked child forgets it); read and set atomically (loop threads log) */
+static pid_t log_pid;
 
 #define BATCH_SIZE 16384
 
@@ -86,9 +90,21 @@ emit(const char *line, size_t n)
 static const char *const prio_names[] = { "emerg", "alert", "crit", "error",
 	"warning", "notice", "info", "debug" };
 
+static void
+log_forget_pid(void)
+{
+	__atomic_store_n(&log_pid, 0, __ATOMIC_RELAXED);
+}
+
 void
 sl_log_init(const char *ident, bool to_stderr)
 {
+	static bool atfork;
+
+	if (!atfork) {
+		pthread_atfork(NULL, NULL, log_forget_pid);
+		atfork = true;
+	}
 	log_ident = ident;
 	log_stderr = to_stderr;
 	if (!to_stderr)
@@ -115,6 +131,7 @@ sl_vlog(int priority, const char *sessid, const char *fmt, va_list ap)
 	struct tm tm;
 	int n, saved = errno;
 	size_t i;
+	pid_t pid;
 
 	if (priority > log_max)
 		return;
@@ -135,10 +152,15 @@ sl_vlog(int priority, const char *sessid, const char *fmt, va_list ap)
 	}
 	gettimeofday(&tv, NULL);
 	localtime_r(&tv.tv_sec, &tm);
+	pid = __atomic_load_n(&log_pid, __ATOMIC_RELAXED);
+	if (pid == 0) {
+		pid = getpid();
+		__atomic_store_n(&log_pid, pid, __ATOMIC_RELAXED);
+	}
 	n = snprintf(line, sizeof(line),
 	    "%04d-%02d-%02dT%02d:%02d:%02d.%03ld %s[%ld]: %s: %s%s%s\n",
 	    tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
-	    tm.tm_sec, (long)tv.tv_usec / 1000, log_ident, (long)getpid(),
+	    tm.tm_sec, (long)tv.tv_usec / 1000, log_ident, (long)pid,
 	    prio_names[priority & 7], sessid != NULL ? sessid : "",
 	    sessid != NULL ? " " : "", msg);
 	if (n < 0)

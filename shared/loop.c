@@ -43,7 +43,7 @@ struct sl_loop {
 	unsigned int nconn;      /* loop thread only */
 	bool draining;           /* loop thread only */
 	struct event *drain_timer;
-	struct sl_resolver *dns; /* loop thread only; made on first use */
+	struct sl_resolver *dns;  /* loop thread only; made on first use */
 	unsigned long dns_serial; /* the configuration it was set up from */
 };
 

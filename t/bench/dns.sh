@@ -19,7 +19,7 @@
 # Per run: messages per second (smtp-source wall time), CPU ms per message
 # of sluice-smtpd and of NSD (/proc utime+stime before/after).  The issue's
 # target: "dns" at most 20% fewer messages per second than "none" at c=100.
-# Knobs: BENCH_DNS_MSGS=5000 BENCH_DNS_CONC="1 10 100" BENCH_DNS_REUSE=0
+# Knobs: BENCH_DNS_MSGS=20000 BENCH_DNS_CONC="1 10 100" BENCH_DNS_REUSE=0
 #        BENCH_DNS_ROWS="none dns dns-nocache" BENCH_SIZE=1000
 #        BENCH_DNS_EXTRA="directive value" (added to every row's config)
 #        BENCH_DNS_PLUGINS="plugin ...<newline>plugin ..." (instead of the list
@@ -30,7 +30,7 @@ SLUICE_SRC=${SLUICE_SRC:-$(cd "$(dirname "$0")/../.." && pwd)}
 export SLUICE_SRC
 . "$SLUICE_SRC/t/lib.sh" || exit 1
 
-N=${BENCH_DNS_MSGS:-5000}
+N=${BENCH_DNS_MSGS:-20000}
 CONC=${BENCH_DNS_CONC:-1 10 100}
 REUSE=${BENCH_DNS_REUSE:-0}
 ROWSET=${BENCH_DNS_ROWS-none dns dns-nocache}

@@ -350,7 +350,7 @@ dconn_verdict(struct dconn *d, enum sl_hook_id h, int *code_r,
 	if (res->undecided &&
 	    st->opts.dns_failure == SL_DNSLIST_FAILURE_TEMPFAIL) {
 		if (first)
-			sl_dnslist_log(d->conn, d->name, LOG_INFO,
+			sl_conn_log(d->conn, d->name, LOG_INFO,
 			    "verdict=tempfail %s score=%lld failed=\"%s\" "
 			    "dns_failure=tempfail",
 			    d->what, res->score, res->failed);
@@ -364,7 +364,7 @@ dconn_verdict(struct dconn *d, enum sl_hook_id h, int *code_r,
 	}
 	if (res->status == SL_DNSLIST_LISTED) {
 		if (first)
-			sl_dnslist_log(d->conn, d->name, LOG_INFO,
+			sl_conn_log(d->conn, d->name, LOG_INFO,
 			    "verdict=deny %s score=%lld threshold=%lld "
 			    "zone=%s listed=\"%s\"%s%s%s cached=%s",
 			    d->what, res->score, st->opts.threshold, res->zone,
@@ -391,20 +391,20 @@ dconn_verdict(struct dconn *d, enum sl_hook_id h, int *code_r,
 	}
 	if (first) {
 		if (res->status == SL_DNSLIST_ALLOWED)
-			sl_dnslist_log(d->conn, d->name, LOG_INFO,
+			sl_conn_log(d->conn, d->name, LOG_INFO,
 			    "verdict=allow %s score=%lld allow_threshold=%lld "
 			    "listed=\"%s\" note=%s.allowed cached=%s",
 			    d->what, res->score, st->allow_threshold,
 			    res->listed, d->name, cached);
 		else if (res->nfailed > 0)
-			sl_dnslist_log(d->conn, d->name, LOG_INFO,
+			sl_conn_log(d->conn, d->name, LOG_INFO,
 			    "verdict=pass %s score=%lld failed=\"%s\" %s "
 			    "cached=%s",
 			    d->what, res->score, res->failed,
 			    res->undecided ? "dns_failure=skip" : "decided=yes",
 			    cached);
 		else
-			sl_dnslist_log(d->conn, d->name, LOG_INFO,
+			sl_conn_log(d->conn, d->name, LOG_INFO,
 			    "verdict=pass %s score=%lld%s%s%s cached=%s",
 			    d->what, res->score,
 			    res->listed[0] != '\0' ? " listed=\"" : "",

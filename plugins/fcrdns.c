@@ -31,7 +31,6 @@
 
 #include <sluice/plugin.h>
 
-#include "log.h"
 #include "smtpparse.h"
 #include "xmalloc.h"
 
@@ -129,22 +128,6 @@ struct fc_conn {
 	struct sl_async *a; /* the verdict hook, waiting for the lookups */
 };
 
-static void fc_log(const struct fc_conn *fc, int prio, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-/* A line as sl_hook_log writes it, from a DNS callback too. */
-static void
-fc_log(const struct fc_conn *fc, int prio, const char *fmt, ...)
-{
-	char buf[1024];
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(buf, sizeof(buf), fmt, ap);
-	va_end(ap);
-	sl_log(prio, sl_conn_id(fc->conn), "plugin=%s %s", fc->inst, buf);
-}
-
 static void
 fc_stop(struct fc_conn *fc)
 {
@@ -211,7 +194,8 @@ fc_decide(const struct fc_conn *fc, const char *at, int *code_r,
 	default:
 		return SL_DECLINED;
 	}
-	fc_log(fc, LOG_INFO, "verdict=%s reason=%s ip=%s at=%s%s",
+	sl_conn_log(fc->conn, fc->inst, LOG_INFO,
+	    "verdict=%s reason=%s ip=%s at=%s%s",
 	    v == SL_DENY           ? "deny"
 	        : v == SL_DENYSOFT ? "denysoft"
 	                           : "declined",
@@ -262,8 +246,8 @@ fc_finish(struct fc_conn *fc, enum fc_result res, const char *detail)
 	sl_conn_outcome_set(fc->conn, fc->inst, outcomes[res], detail);
 	if (res == FC_PASS)
 		sl_conn_note_set(fc->conn, NAME_NOTE, fc->name);
-	fc_log(fc, LOG_INFO, "result=%s %s=%s ip=%s%s%s", outcomes[res],
-	    res == FC_PASS ? "name" : "reason", detail, fc->ip,
+	sl_conn_log(fc->conn, fc->inst, LOG_INFO, "result=%s %s=%s ip=%s%s%s",
+	    outcomes[res], res == FC_PASS ? "name" : "reason", detail, fc->ip,
 	    res == FC_MISMATCH ? " ptr=" : "",
 	    res == FC_MISMATCH ? fc->name : "");
 	if (fc->a == NULL)

@@ -34,7 +34,6 @@
 
 #include <sluice/plugin.h>
 
-#include "log.h"
 #include "smtpparse.h"
 #include "xmalloc.h"
 
@@ -121,22 +120,6 @@ struct helo_conn {
 	struct sl_dns_query *q;
 	struct sl_async *a; /* the verdict hook, waiting for the lookup */
 };
-
-static void hc_log(const struct helo_conn *hc, int prio, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-/* A line as sl_hook_log writes it, from a DNS callback too. */
-static void
-hc_log(const struct helo_conn *hc, int prio, const char *fmt, ...)
-{
-	char buf[1024];
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(buf, sizeof(buf), fmt, ap);
-	va_end(ap);
-	sl_log(prio, sl_conn_id(hc->conn), "plugin=%s %s", hc->inst, buf);
-}
 
 /* Forget the name: cancel its lookup and drop a dead waiting handle. */
 static void
@@ -355,7 +338,8 @@ hc_decide(const struct helo_conn *hc, const char *at, int *code_r,
 	default:
 		return SL_DECLINED;
 	}
-	hc_log(hc, LOG_INFO, "verdict=%s reason=%s%s%s helo=%s ip=%s at=%s%s",
+	sl_conn_log(hc->conn, hc->inst, LOG_INFO,
+	    "verdict=%s reason=%s%s%s helo=%s ip=%s at=%s%s",
 	    v == SL_DENY           ? "deny"
 	        : v == SL_DENYSOFT ? "denysoft"
 	                           : "declined",
@@ -378,14 +362,15 @@ hc_finish(struct helo_conn *hc, enum reason r)
 	outcome = r == R_PASS ? "pass" : r == R_DNSFAIL ? "error" : "fail";
 	if (r == R_PASS) {
 		sl_conn_outcome_set(hc->conn, hc->inst, outcome, hc->via);
-		hc_log(hc, LOG_INFO,
+		sl_conn_log(hc->conn, hc->inst, LOG_INFO,
 		    "result=pass helo=%s ip=%s policy=%s via=%s", hc->name,
 		    hc->ip, policy_choices[hc->st->policy], hc->via);
 	} else {
 		sl_conn_outcome_set(hc->conn, hc->inst, outcome,
 		    r == R_DNSFAIL ? hc->detail : reason_names[r]);
-		hc_log(hc, LOG_INFO, "result=%s reason=%s helo=%s ip=%s%s%s",
-		    outcome, reason_names[r], hc->name, hc->ip,
+		sl_conn_log(hc->conn, hc->inst, LOG_INFO,
+		    "result=%s reason=%s helo=%s ip=%s%s%s", outcome,
+		    reason_names[r], hc->name, hc->ip,
 		    hc->detail[0] != '\0' ? " dns=" : "", hc->detail);
 	}
 	if (hc->a == NULL)

@@ -34,7 +34,6 @@
 
 #include <sluice/plugin.h>
 
-#include "log.h"
 #include "xmalloc.h"
 
 #define POINTS_MAX 1000
@@ -193,21 +192,6 @@ struct kconn {
 	bool *awarded; /* [st->nawards] */
 };
 
-static void klog(const struct kconn *kc, int prio, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void
-klog(const struct kconn *kc, int prio, const char *fmt, ...)
-{
-	char buf[1024];
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(buf, sizeof(buf), fmt, ap);
-	va_end(ap);
-	sl_log(prio, sl_conn_id(kc->conn), "plugin=%s %s", kc->name, buf);
-}
-
 static const char *
 hook_name(enum sl_hook_id h)
 {
@@ -319,7 +303,7 @@ award(struct kconn *kc)
 			continue;
 		kc->awarded[i] = true;
 		kc->points += aw->points;
-		klog(kc, LOG_INFO,
+		sl_conn_log(kc->conn, kc->name, LOG_INFO,
 		    "award name=%s outcome=%s points=%lld score=%lld", aw->name,
 		    aw->outcome, aw->points, score_of(kc));
 	}
@@ -353,7 +337,7 @@ judge(struct kconn *kc, enum sl_hook_id h, unsigned int *delay_ms_r)
 	            sl_conn_front_end(kc->conn) == SL_FRONT_SMTPD));
 	if (sl_conn_is_relay_client(kc->conn)) {
 		if (bad || slow)
-			klog(kc, LOG_INFO,
+			sl_conn_log(kc->conn, kc->name, LOG_INFO,
 			    "exempt=relay_client hook=%s score=%lld",
 			    hook_name(h), score);
 		return SL_DECLINED;
@@ -366,8 +350,9 @@ judge(struct kconn *kc, enum sl_hook_id h, unsigned int *delay_ms_r)
 	}
 	if (!bad)
 		return SL_DECLINED;
-	klog(kc, LOG_INFO, "verdict=deny hook=%s score=%lld negative=%lld",
-	    hook_name(h), score, st->negative);
+	sl_conn_log(kc->conn, kc->name, LOG_INFO,
+	    "verdict=deny hook=%s score=%lld negative=%lld", hook_name(h),
+	    score, st->negative);
 	return SL_DENY;
 }
 
@@ -404,8 +389,9 @@ answer(struct kconn *kc, struct sl_hookctx *ctx, enum sl_hook_id h)
 
 	v = judge(kc, h, &ms);
 	if (ms > 0 && (ctx != NULL || sl_async_is_live(kc->a))) {
-		klog(kc, LOG_INFO, "delay=%ums hook=%s score=%lld", ms,
-		    hook_name(h), score_of(kc));
+		sl_conn_log(kc->conn, kc->name, LOG_INFO,
+		    "delay=%ums hook=%s score=%lld", ms, hook_name(h),
+		    score_of(kc));
 		if (ctx != NULL)
 			kc->a = sl_async_begin(ctx);
 		kc->v = v;
@@ -440,7 +426,7 @@ fetched(struct kconn *kc, struct fetch *f)
 	kc->fetch = NULL;
 	if (f->unavailable) {
 		if (sl_store_failure_tempfails(kc->conn)) {
-			klog(kc, LOG_WARNING,
+			sl_conn_log(kc->conn, kc->name, LOG_WARNING,
 			    "history ip=%s unavailable action=tempfail",
 			    kc->ip);
 			sl_async_reply(kc->a, 451, "4.3.0",
@@ -448,14 +434,14 @@ fetched(struct kconn *kc, struct fetch *f)
 			sl_async_done(&kc->a, SL_DENYSOFT);
 			return;
 		}
-		klog(kc, LOG_WARNING,
+		sl_conn_log(kc->conn, kc->name, LOG_WARNING,
 		    "history ip=%s unavailable action=continue", kc->ip);
 	} else {
 		kc->history_known = true;
 		memcpy(kc->history, f->value, sizeof(kc->history));
 		kc->history_points = clamp(f->value[K_GOOD] - f->value[K_BAD],
 		    -(long long)st->history_cap, (long long)st->history_cap);
-		klog(kc, LOG_INFO,
+		sl_conn_log(kc->conn, kc->name, LOG_INFO,
 		    "history ip=%s good=%lld bad=%lld conn=%lld points=%lld",
 		    kc->ip, f->value[K_GOOD], f->value[K_BAD], f->value[K_CONN],
 		    kc->history_points);
@@ -568,7 +554,8 @@ karma_deny(void *state, struct sl_hookctx *ctx)
 		return SL_DECLINED;
 	kc->denials++;
 	kc->points += kc->st->deny_points;
-	klog(kc, LOG_INFO, "denied hook=%s points=%lld score=%lld",
+	sl_conn_log(kc->conn, kc->name, LOG_INFO,
+	    "denied hook=%s points=%lld score=%lld",
 	    hook_name(sl_hook_args(ctx)->denied_hook), kc->st->deny_points,
 	    score_of(kc));
 	(void)publish(kc);
@@ -607,7 +594,7 @@ karma_disconnect(void *state, struct sl_hookctx *ctx)
 		incr(kc, K_GOOD);
 	}
 	incr(kc, K_CONN);
-	klog(kc, LOG_INFO,
+	sl_conn_log(kc->conn, kc->name, LOG_INFO,
 	    "session ip=%s score=%lld outcome=%s result=%s "
 	    "denials=%u delivered=%s",
 	    kc->ip, score, outcome, result, kc->denials,

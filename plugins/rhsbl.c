@@ -194,7 +194,7 @@ slot_set(struct rconn *rc, size_t k, const char *raw)
 	snprintf(s->domain, sizeof(s->domain), "%s", dom);
 	if (dom[0] == '\0') {
 		if (raw != NULL && raw[0] != '\0')
-			sl_dnslist_log(rc->conn, rc->name, LOG_DEBUG,
+			sl_conn_log(rc->conn, rc->name, LOG_DEBUG,
 			    "%s=%s not looked up: not a domain name",
 			    kind_key[k], raw);
 		return;
@@ -267,7 +267,7 @@ rconn_verdict(struct rconn *rc, int *code_r, const char **enh_r, char *text,
 		        st->opts.dns_failure == SL_DNSLIST_FAILURE_TEMPFAIL))
 			continue;
 		if (first) {
-			sl_dnslist_log(rc->conn, rc->name, LOG_INFO,
+			sl_conn_log(rc->conn, rc->name, LOG_INFO,
 			    "verdict=deny %s score=%lld threshold=%lld zone=%s "
 			    "listed=\"%s\"",
 			    s->what, res->score, st->opts.threshold, res->zone,
@@ -297,7 +297,7 @@ rconn_verdict(struct rconn *rc, int *code_r, const char **enh_r, char *text,
 		snprintf(detail, sizeof(detail), "%s failed=%s", failed->what,
 		    failed->res.failed);
 		if (first) {
-			sl_dnslist_log(rc->conn, rc->name, LOG_INFO,
+			sl_conn_log(rc->conn, rc->name, LOG_INFO,
 			    "verdict=%s %s failed=\"%s\" dns_failure=%s",
 			    st->opts.dns_failure == SL_DNSLIST_FAILURE_TEMPFAIL
 			        ? "tempfail"
@@ -319,7 +319,7 @@ rconn_verdict(struct rconn *rc, int *code_r, const char **enh_r, char *text,
 		return SL_DECLINED;
 	}
 	if (first) {
-		sl_dnslist_log(rc->conn, rc->name, LOG_INFO, "verdict=pass %s",
+		sl_conn_log(rc->conn, rc->name, LOG_INFO, "verdict=pass %s",
 		    any ? names : "checked=none");
 		sl_conn_outcome_set(rc->conn, rc->name, any ? "pass" : "skip",
 		    any ? names : "nothing to look up");

@@ -29,7 +29,6 @@
 
 #include <sluice/plugin.h>
 
-#include "log.h"
 #include "xmalloc.h"
 
 #include "uribl/extract.h"
@@ -287,24 +286,6 @@ is_allowed(const struct msg *m, const char *host, const char *name)
 	return false;
 }
 
-static void msg_log(const struct msg *m, int priority, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-/* As sl_hook_log, from DNS callbacks too (no hook context there). */
-static void
-msg_log(const struct msg *m, int priority, const char *fmt, ...)
-{
-	va_list ap;
-	char buf[1024];
-
-	if (priority > sl_log_level())
-		return; /* the per-answer debug lines cost nothing when off */
-	va_start(ap, fmt);
-	vsnprintf(buf, sizeof(buf), fmt, ap);
-	va_end(ap);
-	sl_log(priority, sl_conn_id(m->conn), "plugin=%s %s", m->pname, buf);
-}
-
 /* The first hit decides: the other queries are no longer needed. */
 static void
 cancel_pending(struct msg *m)
@@ -368,7 +349,7 @@ answer(void *arg, const struct sl_dns_result *r)
 		lk->why = sl_dns_status_name(r->status);
 		break;
 	}
-	msg_log(m, LOG_DEBUG,
+	sl_conn_log(m->conn, m->pname, LOG_DEBUG,
 	    "lookup name=%s zone=%s status=%s answer=%s bits=0x%02x%s",
 	    m->names[lk->name].shown, z->name,
 	    refused && !lk->listed ? "refused" : sl_dns_status_name(r->status),
@@ -414,7 +395,7 @@ host_found(void *arg, const char *host)
 			return true;
 	if (m->nnames == st->max_lookups) {
 		m->capped_lookups = true;
-		msg_log(m, LOG_INFO,
+		sl_conn_log(m->conn, m->pname, LOG_INFO,
 		    "cap=max_lookups max_lookups=%u next=%s action=stop "
 		    "extracting",
 		    st->max_lookups, name);
@@ -440,7 +421,8 @@ host_found(void *arg, const char *host)
 		}
 		m->npending++;
 	}
-	msg_log(m, LOG_DEBUG, "uri host=%s name=%s", host, name);
+	sl_conn_log(m->conn, m->pname, LOG_DEBUG, "uri host=%s name=%s", host,
+	    name);
 	m->nnames++;
 	return true;
 }
@@ -470,7 +452,7 @@ decide(struct msg *m, int *code_r, const char **enh_r, char *text, size_t size)
 		    m->names[lk->name].shown, st->zones[lk->zone].name,
 		    lk->answer);
 		sl_conn_outcome_set(m->conn, m->pname, "fail", detail);
-		msg_log(m, LOG_INFO,
+		sl_conn_log(m->conn, m->pname, LOG_INFO,
 		    "verdict=deny reason=listed domain=%s zone=%s answer=%s "
 		    "bits=0x%02x mask=0x%02x names=%zu outcome=fail",
 		    m->names[lk->name].shown, st->zones[lk->zone].name,
@@ -487,8 +469,8 @@ decide(struct msg *m, int *code_r, const char **enh_r, char *text, size_t size)
 	if (failed == NULL) {
 		snprintf(detail, sizeof(detail), "names=%zu%s", m->nnames, cap);
 		sl_conn_outcome_set(m->conn, m->pname, "pass", detail);
-		msg_log(m, LOG_INFO, "verdict=pass names=%zu%s outcome=pass",
-		    m->nnames, cap);
+		sl_conn_log(m->conn, m->pname, LOG_INFO,
+		    "verdict=pass names=%zu%s outcome=pass", m->nnames, cap);
 		return SL_DECLINED;
 	}
 	snprintf(detail, sizeof(detail), "%s %s %s",
@@ -496,14 +478,14 @@ decide(struct msg *m, int *code_r, const char **enh_r, char *text, size_t size)
 	    failed->why);
 	sl_conn_outcome_set(m->conn, m->pname, "error", detail);
 	if (st->dns_failure == DNS_FAILURE_SKIP) {
-		msg_log(m, LOG_INFO,
+		sl_conn_log(m->conn, m->pname, LOG_INFO,
 		    "verdict=pass reason=dns_failure action=skip domain=%s "
 		    "zone=%s error=%s names=%zu%s outcome=error",
 		    m->names[failed->name].shown, st->zones[failed->zone].name,
 		    failed->why, m->nnames, cap);
 		return SL_DECLINED;
 	}
-	msg_log(m, LOG_INFO,
+	sl_conn_log(m->conn, m->pname, LOG_INFO,
 	    "verdict=denysoft reason=dns_failure action=tempfail domain=%s "
 	    "zone=%s error=%s names=%zu outcome=error",
 	    m->names[failed->name].shown, st->zones[failed->zone].name,
@@ -524,7 +506,7 @@ check_scan_cap(struct msg *m)
 	    !uribl_extract_scan_capped(m->x))
 		return;
 	m->logged_scan_cap = true;
-	msg_log(m, LOG_INFO,
+	sl_conn_log(m->conn, m->pname, LOG_INFO,
 	    "cap=max_scan max_scan=%zu scanned=%zu action=stop extracting",
 	    m->st->max_scan, uribl_extract_scanned(m->x));
 }

@@ -378,19 +378,6 @@ sl_dnslist_suspend(struct sl_hookctx *ctx, struct sl_timer **timer_r,
 	return a;
 }
 
-void
-sl_dnslist_log(struct sl_conn *c, const char *plugin, int priority,
-    const char *fmt, ...)
-{
-	va_list ap;
-	char buf[1536];
-
-	va_start(ap, fmt);
-	vsnprintf(buf, sizeof(buf), fmt, ap);
-	va_end(ap);
-	sl_log(priority, sl_conn_id(c), "plugin=%s %s", plugin, buf);
-}
-
 /* --- checks ------------------------------------------------------------ */
 
 enum zq_state {
@@ -434,10 +421,12 @@ check_log(struct sl_dnslist_check *chk, int prio, const char *fmt, ...)
 	va_list ap;
 	char buf[1024];
 
+	if (prio > sl_log_level())
+		return;
 	va_start(ap, fmt);
 	vsnprintf(buf, sizeof(buf), fmt, ap);
 	va_end(ap);
-	sl_dnslist_log(chk->conn, chk->plugin, prio, "%s %s", chk->what, buf);
+	sl_conn_log(chk->conn, chk->plugin, prio, "%s %s", chk->what, buf);
 }
 
 static void

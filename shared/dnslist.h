@@ -217,8 +217,5 @@ void sl_dnslist_txt_clean(const char *in, size_t len, char *out, size_t size);
  */
 void sl_dnslist_expand(char *out, size_t size, const char *tmpl,
     const char *const *kv);
-/* One log line as sl_hook_log's, outside a hook call (DNS callbacks). */
-void sl_dnslist_log(struct sl_conn *c, const char *plugin, int priority,
-    const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 
 #endif

@@ -432,16 +432,37 @@ sl_hook_reply(struct sl_hookctx *ctx, int code, const char *enh,
 	va_end(ap);
 }
 
+static void
+plugin_vlog(const struct sl_conn *c, const char *plugin, int priority,
+    const char *fmt, va_list ap)
+{
+	char buf[1536];
+
+	if (priority > sl_log_level())
+		return;
+	vsnprintf(buf, sizeof(buf), fmt, ap);
+	sl_log(priority, c->id, "plugin=%s %s", plugin, buf);
+}
+
 void
 sl_hook_log(struct sl_hookctx *ctx, int priority, const char *fmt, ...)
 {
 	va_list ap;
-	char buf[1536];
 
 	va_start(ap, fmt);
-	vsnprintf(buf, sizeof(buf), fmt, ap);
+	plugin_vlog(ctx->conn, ctx->inst->name, priority, fmt, ap);
 	va_end(ap);
-	sl_log(priority, ctx->conn->id, "plugin=%s %s", ctx->inst->name, buf);
+}
+
+void
+sl_conn_log(const struct sl_conn *c, const char *plugin, int priority,
+    const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	plugin_vlog(c, plugin, priority, fmt, ap);
+	va_end(ap);
 }
 
 struct sl_async *

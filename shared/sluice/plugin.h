@@ -173,6 +173,13 @@ void sl_hook_reply(struct sl_hookctx *ctx, int code, const char *enh,
 /* Log one event, prefixed with the session id and plugin name. */
 void sl_hook_log(struct sl_hookctx *ctx, int priority, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+/*
+ * The same line where no hook context is at hand (DNS, store and timer
+ * callbacks): plugin is the instance name (sl_hook_plugin_name).  Nothing
+ * is formatted when the priority is above log_level.
+ */
+void sl_conn_log(const struct sl_conn *c, const char *plugin, int priority,
+    const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 
 /*
  * Asynchronous hooks.  sl_async_begin() returns a handle; the hook then

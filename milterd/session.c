@@ -861,20 +861,16 @@ ev_rcpt(struct msess *s)
 {
 	struct sl_conn *c = s->conn;
 	struct sl_reply dr;
+	enum sl_verdict mv;
 	char *addr;
 
 	s->state = MS_RCPT;
 	addr = strip_path(s, s->m.argv[0]);
-	if (c->deferred && !c->relay_client && !c->rt->naughty) {
+	if ((mv = sl_conn_mark_at_rcpt(c)) != SL_DECLINED) {
 		sl_log(LOG_INFO, c->id, "rcpt to=<%s> refused reason=deferred",
 		    addr);
 		dr = c->deferred_reply;
-		reply_verdict(s, 'R',
-		    c->deferred_verdict == SL_DENYSOFT ||
-		            c->deferred_verdict == SL_DENYSOFT_DISCONNECT
-		        ? SL_DENYSOFT
-		        : SL_DENY,
-		    &dr);
+		reply_verdict(s, 'R', mv, &dr);
 		return;
 	}
 	envelope_args(s, SL_HOOK_RCPT, addr);

@@ -508,6 +508,17 @@ sl_conn_defer(struct sl_conn *c, const char *plugin, enum sl_verdict v,
 	    plugin != NULL ? plugin : "");
 }
 
+enum sl_verdict
+sl_conn_mark_at_rcpt(const struct sl_conn *c)
+{
+	if (!c->deferred || c->relay_client || c->rt->naughty)
+		return SL_DECLINED;
+	return c->deferred_verdict == SL_DENYSOFT ||
+	        c->deferred_verdict == SL_DENYSOFT_DISCONNECT
+	    ? SL_DENYSOFT
+	    : SL_DENY;
+}
+
 bool
 sl_conn_deferred(const struct sl_conn *c, enum sl_verdict *v_r, int *code_r,
     const char **enh_r, const char **text_r, const char **plugin_r)

@@ -266,6 +266,13 @@ void sl_conn_input_arrived(struct sl_conn *c);
  * plugin's free function should have cancelled them).
  */
 void sl_conn_input_waits_detach(struct sl_conn *c);
+/*
+ * What the deferred mark makes of a RCPT in the front end: SL_DENY or
+ * SL_DENYSOFT (the mark's kind), or SL_DECLINED when there is no mark,
+ * the client is a relay client, or the naughty plugin places the
+ * refusal instead.
+ */
+enum sl_verdict sl_conn_mark_at_rcpt(const struct sl_conn *c);
 /* Recomputes relay_client from relay_clients (and authentication). */
 void sl_conn_update_relay(struct sl_conn *c);
 /* Starts a transaction (freeing any old one). */

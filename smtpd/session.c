@@ -1035,6 +1035,7 @@ cmd_rcpt(struct smtp *s, char *arg)
 	struct sl_smtp_error err;
 	struct sl_conn *c = s->conn;
 	const struct sl_reply *dr;
+	enum sl_verdict mv;
 
 	if (c->txn == NULL) {
 		reply_error(s, 503, "5.5.1", "Need MAIL before RCPT");
@@ -1073,16 +1074,11 @@ cmd_rcpt(struct smtp *s, char *arg)
 			return;
 		}
 	}
-	if (c->deferred && !c->relay_client && !c->rt->naughty) {
+	if ((mv = sl_conn_mark_at_rcpt(c)) != SL_DECLINED) {
 		dr = &c->deferred_reply;
 		sl_log(LOG_INFO, c->id, "rcpt to=<%s> refused reason=deferred",
 		    s->path.addr);
-		reply_verdict(s,
-		    c->deferred_verdict == SL_DENYSOFT ||
-		            c->deferred_verdict == SL_DENYSOFT_DISCONNECT
-		        ? SL_DENYSOFT
-		        : SL_DENY,
-		    dr, 550, "5.7.1", "Rejected");
+		reply_verdict(s, mv, dr, 550, "5.7.1", "Rejected");
 		return;
 	}
 	/* qmail-smtpd's RELAYCLIENT=suffix (sluice-smtpd -i, inetd.c) */

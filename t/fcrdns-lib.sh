@@ -100,12 +100,10 @@ dns_timeout 2s"
 
 fc_silent_dns() {
 	SILENT_PORT=$(free_port)
-	"$SLUICE_PYTHON" -c '
-import socket, sys, time
-s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-s.bind(("127.0.0.1", int(sys.argv[1])))
-time.sleep(120)' "$SILENT_PORT" &
-	track_pid $!
+	udp_silent "$SILENT_PORT" || {
+		echo "Bail out! no silent DNS port"
+		exit 1
+	}
 	SLUICE_CONF_BASE=${SLUICE_CONF_BASE/127.0.0.1:$NSD_PORT/127.0.0.1:$SILENT_PORT}
 	SLUICE_CONF_BASE=${SLUICE_CONF_BASE/dns_timeout 2s/dns_timeout 500ms}
 }

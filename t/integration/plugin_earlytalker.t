@@ -47,12 +47,12 @@ EOF
 	sluice_restart_quiet "$RUN/$1.conf"
 }
 
-# mark, then log_has ERE: the log lines written since the mark match
-mark() { MARK=$(wc -l <"$RUN/smtpd.log"); }
-log_has() { tail -n +"$((MARK + 1))" "$RUN/smtpd.log" | grep -qE -- "$1"; }
+# mark, then logged ERE: the log lines written since the mark match
+mark() { MARK=$(log_mark); }
+logged() { log_after "$MARK" | grep -qE -- "$1"; }
 # log_ok ERE DESC: the line shows up (bounded wait)
 log_ok() {
-	WAIT_TIMEOUT=5 wait_for log_has "$1"
+	WAIT_TIMEOUT=5 wait_for logged "$1"
 	ok $? "$2"
 }
 # talker [smtp_chat ARGS]: EHLO at once, before the banner, then QUIT
@@ -162,7 +162,7 @@ EOF
 is "$(reply_codes <<<"$out")" "220 250 250 250 250 221 closed" \
 	"BDAT with its chunk in the same write is accepted"
 log_ok 'queued txn=' "... and the message taken"
-log_has 'stage=data'
+logged 'stage=data'
 is "$?" 1 "... without a DATA check"
 
 # --- a trusted proxy and XCLIENT ----------------------------------------------
@@ -294,7 +294,7 @@ out=$(patient)
 like "$out" '<-  220 mx\.sluice\.test ESMTP sluice' \
 	"timeout=500ms with wait=1500ms: the patient client still gets the 220"
 log_ok "$PASS stage=banner wait=1500ms" "... after the whole wait"
-log_has 'failure='
+logged 'failure='
 is "$?" 1 "... and the core did not call the plugin failed"
 
 # --- skip=relay ------------------------------------------------------------------
@@ -306,7 +306,7 @@ EOF
 mark
 out=$(proxy_talker 192.0.2.13)
 is "$(reply_codes <<<"$out")" "220 250 221 closed" "skip=relay: a relay client may talk early"
-log_has 'plugin=earlytalker'
+logged 'plugin=earlytalker'
 is "$?" 1 "... the plugin is not asked"
 mark
 out=$(smtp_chat <<'EOF'

@@ -436,12 +436,7 @@ static void
 plugin_vlog(const struct sl_conn *c, const char *plugin, int priority,
     const char *fmt, va_list ap)
 {
-	char buf[1536];
-
-	if (priority > sl_log_level())
-		return;
-	vsnprintf(buf, sizeof(buf), fmt, ap);
-	sl_log(priority, c->id, "plugin=%s %s", plugin, buf);
+	sl_vlog_plugin(priority, c->id, plugin, fmt, ap);
 }
 
 void

@@ -123,54 +123,124 @@ sl_log_level(void)
 	return log_max;
 }
 
-void
-sl_vlog(int priority, const char *sessid, const char *fmt, va_list ap)
+/*
+ * "YYYY-MM-DDTHH:MM:SS" of this thread's last line: localtime_r once a
+ * second, not once a line.
+ */
+static __thread time_t stamp_sec = -1;
+static __thread char stamp[64];
+
+static size_t
+put_str(char *p, const char *s, size_t room)
 {
-	char msg[2048], line[2300];
+	size_t n = strlen(s);
+
+	if (n > room)
+		n = room;
+	memcpy(p, s, n);
+	return n;
+}
+
+/* n >= 0 as decimal digits; returns their count */
+static size_t
+put_num(char *p, long n, size_t width)
+{
+	char d[24];
+	size_t i = 0, k;
+
+	do {
+		d[i++] = (char)('0' + n % 10);
+		n /= 10;
+	} while (n > 0 && i < sizeof(d));
+	while (i < width && i < sizeof(d))
+		d[i++] = '0';
+	for (k = 0; k < i; k++)
+		p[k] = d[i - 1 - k];
+	return i;
+}
+
+void
+sl_vlog_plugin(int priority, const char *sessid, const char *plugin,
+    const char *fmt, va_list ap)
+{
+	/* header (~80) + session id + "plugin=NAME " + a message of up to
+	 * MSG_MAX bytes + "\n" */
+	enum { MSG_MAX = 2047 };
+	char line[2400];
 	struct timeval tv;
 	struct tm tm;
-	int n, saved = errno;
-	size_t i;
+	size_t n = 0, text, room, i;
+	int m, saved = errno;
 	pid_t pid;
 
 	if (priority > log_max)
 		return;
-	n = vsnprintf(msg, sizeof(msg), fmt, ap);
-	if (n < 0)
-		return;
-	/* A peer's bytes may reach a log line: never let them split it. */
-	for (i = 0; msg[i] != '\0'; i++)
-		if (msg[i] == '\n' || msg[i] == '\r')
-			msg[i] = ' ';
-	if (!log_stderr) {
-		if (sessid != NULL)
-			syslog(priority, "%s %s", sessid, msg);
-		else
-			syslog(priority, "%s", msg);
+	if (log_stderr) {
+		gettimeofday(&tv, NULL);
+		if (tv.tv_sec != stamp_sec) {
+			localtime_r(&tv.tv_sec, &tm);
+			snprintf(stamp, sizeof(stamp),
+			    "%04d-%02d-%02dT%02d:%02d:%02d", tm.tm_year + 1900,
+			    tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
+			    tm.tm_sec);
+			stamp_sec = tv.tv_sec;
+		}
+		pid = __atomic_load_n(&log_pid, __ATOMIC_RELAXED);
+		if (pid == 0) {
+			pid = getpid();
+			__atomic_store_n(&log_pid, pid, __ATOMIC_RELAXED);
+		}
+		n += put_str(line + n, stamp, 32);
+		line[n++] = '.';
+		n += put_num(line + n, (long)tv.tv_usec / 1000, 3);
+		line[n++] = ' ';
+		n += put_str(line + n, log_ident, 64);
+		line[n++] = '[';
+		n += put_num(line + n, (long)pid, 1);
+		line[n++] = ']';
+		line[n++] = ':';
+		line[n++] = ' ';
+		n += put_str(line + n, prio_names[priority & 7], 8);
+		line[n++] = ':';
+		line[n++] = ' ';
+	}
+	text = n;
+	if (sessid != NULL) {
+		n += put_str(line + n, sessid, 64);
+		line[n++] = ' ';
+	}
+	if (plugin != NULL) {
+		n += put_str(line + n, "plugin=", 7);
+		n += put_str(line + n, plugin, 64);
+		line[n++] = ' ';
+	}
+	room = sizeof(line) - n - 1; /* the newline */
+	if (room > MSG_MAX + 1)
+		room = MSG_MAX + 1;
+	m = vsnprintf(line + n, room, fmt, ap);
+	if (m < 0) {
 		errno = saved;
 		return;
 	}
-	gettimeofday(&tv, NULL);
-	localtime_r(&tv.tv_sec, &tm);
-	pid = __atomic_load_n(&log_pid, __ATOMIC_RELAXED);
-	if (pid == 0) {
-		pid = getpid();
-		__atomic_store_n(&log_pid, pid, __ATOMIC_RELAXED);
-	}
-	n = snprintf(line, sizeof(line),
-	    "%04d-%02d-%02dT%02d:%02d:%02d.%03ld %s[%ld]: %s: %s%s%s\n",
-	    tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
-	    tm.tm_sec, (long)tv.tv_usec / 1000, log_ident, (long)pid,
-	    prio_names[priority & 7], sessid != NULL ? sessid : "",
-	    sessid != NULL ? " " : "", msg);
-	if (n < 0)
+	/* A peer's bytes may reach a log line: never let them split it. */
+	for (i = n; line[i] != '\0'; i++)
+		if (line[i] == '\n' || line[i] == '\r')
+			line[i] = ' ';
+	n = i;
+	if (!log_stderr) {
+		syslog(priority, "%s", line + text);
+		errno = saved;
 		return;
-	if ((size_t)n >= sizeof(line)) {
-		n = sizeof(line) - 1;
-		line[n - 1] = '\n';
 	}
-	emit(line, (size_t)n);
+	line[n++] = '\n';
+	emit(line, n);
 	errno = saved;
+}
+
+void
+sl_vlog(int priority, const char *sessid, const char *fmt, va_list ap)
+{
+	sl_vlog_plugin(priority, sessid, NULL, fmt, ap);
 }
 
 void

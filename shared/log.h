@@ -32,6 +32,9 @@ void sl_log(int priority, const char *sessid, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 void sl_vlog(int priority, const char *sessid, const char *fmt, va_list ap)
     __attribute__((format(printf, 3, 0)));
+/* The same with "plugin=NAME " before the text (plugin may be NULL). */
+void sl_vlog_plugin(int priority, const char *sessid, const char *plugin,
+    const char *fmt, va_list ap) __attribute__((format(printf, 4, 0)));
 void sl_fatal(const char *fmt, ...) __attribute__((format(printf, 1, 2)))
 __attribute__((noreturn));
 void sl_panic(const char *fmt, ...) __attribute__((format(printf, 1, 2)))

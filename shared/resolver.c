@@ -22,16 +22,19 @@
 #include "resolver.h"
 #include "xmalloc.h"
 
-static const struct timeval zero_tv = { 0, 0 };
-
 /* --- an owned result -------------------------------------------------- */
 
+/*
+ * Shared by the cache and the queries a hit is waiting to be delivered to
+ * (a loop thread's own: no locking); freed with the last reference.
+ */
 struct ans {
 	struct sl_dns_result res; /* points into the fields below */
 	char *name;
 	struct sl_dns_rr *rr;
 	char **texts;
 	size_t alloc;
+	unsigned int refs;
 };
 
 static struct ans *
@@ -39,6 +42,7 @@ ans_new(const char *name, enum sl_dns_type type, enum sl_dns_status st)
 {
 	struct ans *a = sl_xcalloc(1, sizeof(*a));
 
+	a->refs = 1;
 	a->name = sl_xstrdup(name);
 	a->res.name = a->name;
 	a->res.type = type;
@@ -85,6 +89,14 @@ ans_copy(const struct sl_dns_result *r)
 	return a;
 }
 
+static struct ans *
+ans_ref(struct ans *a)
+{
+	a->refs++;
+	return a;
+}
+
+/* Drops a reference; the last one frees. */
 static void
 ans_free(struct ans **ap)
 {
@@ -93,13 +105,15 @@ ans_free(struct ans **ap)
 
 	if (a == NULL)
 		return;
+	*ap = NULL;
+	if (--a->refs > 0)
+		return;
 	for (i = 0; i < a->res.count; i++)
 		free(a->texts[i]);
 	free(a->texts);
 	free(a->rr);
 	free(a->name);
 	free(a);
-	*ap = NULL;
 }
 
 /* --- names -------------------------------------------------------------- */
@@ -343,26 +357,29 @@ cache_find(struct sl_dns_cache *c, const char *name, enum sl_dns_type type,
 	return NULL;
 }
 
-void
-sl_dns_cache_put(struct sl_dns_cache *c, const struct sl_dns_result *res,
-    uint64_t now_ms)
+static bool
+cacheable(const struct sl_dns_cache *c, const struct sl_dns_result *res)
 {
+	return c->max > 0 && res->ttl > 0 &&
+	    (res->status == SL_DNS_OK || res->status == SL_DNS_NXDOMAIN ||
+	        res->status == SL_DNS_NODATA);
+}
+
+/* Keeps a (a reference, not a copy) for res->ttl seconds. */
+static void
+cache_put_ans(struct sl_dns_cache *c, struct ans *a, uint64_t now_ms)
+{
+	const struct sl_dns_result *res = &a->res;
 	uint32_t h = key_hash(res->name, res->type);
 	struct centry *e;
 
-	if (c->max == 0 || res->ttl == 0)
-		return;
-	if (res->status != SL_DNS_OK && res->status != SL_DNS_NXDOMAIN &&
-	    res->status != SL_DNS_NODATA)
-		return;
 	e = cache_find(c, res->name, res->type, h);
 	if (e != NULL)
 		centry_unlink(c, e);
 	while (c->count >= c->max)
 		centry_unlink(c, c->oldest);
 	e = sl_xcalloc(1, sizeof(*e));
-	e->a = ans_copy(res);
-	e->a->res.cached = true;
+	e->a = a;
 	e->hash = h;
 	e->expires = now_ms + (uint64_t)res->ttl * 1000;
 	e->hnext = c->buckets[h & (c->nbuckets - 1)];
@@ -376,25 +393,49 @@ sl_dns_cache_put(struct sl_dns_cache *c, const struct sl_dns_result *res,
 	c->count++;
 }
 
-const struct sl_dns_result *
-sl_dns_cache_get(struct sl_dns_cache *c, const char *name,
-    enum sl_dns_type type, uint64_t now_ms)
+void
+sl_dns_cache_put(struct sl_dns_cache *c, const struct sl_dns_result *res,
+    uint64_t now_ms)
 {
-	uint32_t h = key_hash(name, type);
+	if (cacheable(c, res))
+		cache_put_ans(c, ans_copy(res), now_ms);
+}
+
+/* The live entry for name/type, or NULL (an expired one goes). */
+static struct centry *
+cache_live(struct sl_dns_cache *c, const char *name, enum sl_dns_type type,
+    uint64_t now_ms)
+{
 	struct centry *e;
 
 	if (c->max == 0)
 		return NULL;
-	e = cache_find(c, name, type, h);
+	e = cache_find(c, name, type, key_hash(name, type));
+	if (e != NULL && e->expires <= now_ms) {
+		centry_unlink(c, e);
+		e = NULL;
+	}
+	return e;
+}
+
+/* e's answer as a hit at now_ms: the TTL left, rounded up */
+static void
+hit_result(const struct centry *e, uint64_t now_ms, struct sl_dns_result *out)
+{
+	*out = e->a->res;
+	out->ttl = (unsigned int)((e->expires - now_ms + 999) / 1000);
+	out->cached = true;
+}
+
+const struct sl_dns_result *
+sl_dns_cache_get(struct sl_dns_cache *c, const char *name,
+    enum sl_dns_type type, uint64_t now_ms)
+{
+	struct centry *e = cache_live(c, name, type, now_ms);
+
 	if (e == NULL)
 		return NULL;
-	if (e->expires <= now_ms) {
-		centry_unlink(c, e);
-		return NULL;
-	}
-	c->out = e->a->res;
-	c->out.ttl = (unsigned int)((e->expires - now_ms + 999) / 1000);
-	c->out.cached = true;
+	hit_result(e, now_ms, &c->out);
 	return &c->out;
 }
 
@@ -419,11 +460,13 @@ struct sl_dns_query {
 	char *name;
 	enum sl_dns_type type;
 	char sessid[32];
-	struct event *timer; /* the deadline, or 0 ms for a cache hit */
-	struct ans *hit;     /* a cache hit waiting for delivery */
-	bool in_ares;        /* c-ares's callback has not run yet */
-	bool user_done;      /* fn ran, or the plugin cancelled */
-	bool starting;       /* inside ares_query(): deliver from the loop */
+	struct event *timer;           /* the deadline (queries sent only) */
+	struct ans *hit;               /* an answer waiting for delivery ... */
+	struct sl_dns_result hit_res;  /* ... as delivered */
+	struct sl_dns_query *due_next; /* in r->due, if hit */
+	bool in_ares;                  /* c-ares's callback has not run yet */
+	bool user_done;                /* fn ran, or the plugin cancelled */
+	bool starting; /* inside ares_query(): deliver from the loop */
 	struct sl_dns_query *prev, *next;
 };
 
@@ -437,6 +480,11 @@ struct sl_resolver {
 	size_t cache_size;
 	char *servers;
 	struct sl_dns_query *queries;
+	/* answers known at once (cache hits, bad queries, immediate
+	 * failures), delivered in order by one event, never inside
+	 * sl_dns_lookup() */
+	struct event *due_ev;
+	struct sl_dns_query *due, **due_tail;
 };
 
 static void
@@ -535,6 +583,41 @@ deliver(struct sl_dns_query *q, const struct sl_dns_result *res)
 	    sl_dns_status_name(res->status), res->count, res->ttl,
 	    res->cached ? "yes" : "no");
 	q->fn(q->arg, res);
+}
+
+/* q's answer a (a reference it takes over) is known: deliver it soon. */
+static void
+due_push(struct sl_dns_query *q, struct ans *a)
+{
+	struct sl_resolver *r = q->r;
+
+	q->hit = a;
+	q->hit_res = a->res;
+	q->due_next = NULL;
+	*r->due_tail = q;
+	r->due_tail = &q->due_next;
+	if (r->due == q)
+		event_active(r->due_ev, EV_TIMEOUT, 0);
+}
+
+static void
+due_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct sl_resolver *r = arg;
+	struct sl_dns_query *q, *next;
+
+	(void)fd;
+	(void)what;
+	/* what the callbacks look up now waits for the next round */
+	q = r->due;
+	r->due = NULL;
+	r->due_tail = &r->due;
+	for (; q != NULL; q = next) {
+		next = q->due_next;
+		if (!q->user_done)
+			deliver(q, &q->hit_res);
+		query_free(q);
+	}
 }
 
 /* RFC 2308: a negative answer lives min(SOA TTL, SOA MINIMUM). */
@@ -660,7 +743,8 @@ ares_cb(void *arg, int status, int timeouts, unsigned char *abuf, int alen)
 	case ARES_ENODATA:
 	case ARES_ENOTFOUND:
 		a = parse_answer(q->name, q->type, status, abuf, alen);
-		sl_dns_cache_put(r->cache, &a->res, sl_now_ms());
+		if (cacheable(r->cache, &a->res))
+			cache_put_ans(r->cache, ans_ref(a), sl_now_ms());
 		break;
 	case ARES_ETIMEOUT:
 		a = ans_new(q->name, q->type, SL_DNS_TIMEOUT);
@@ -681,10 +765,9 @@ ares_cb(void *arg, int status, int timeouts, unsigned char *abuf, int alen)
 		break;
 	}
 	if (q->starting && !q->user_done) {
-		/* failed at once (no server ...): keep it for the timer */
-		q->hit = a;
+		/* failed at once (no server ...): deliver from the loop */
 		evtimer_del(q->timer);
-		evtimer_add(q->timer, &zero_tv);
+		due_push(q, a);
 		return;
 	}
 	if (!q->user_done)
@@ -693,7 +776,7 @@ ares_cb(void *arg, int status, int timeouts, unsigned char *abuf, int alen)
 	query_free(q);
 }
 
-/* The deadline passed, or a cache hit is due. */
+/* The deadline passed. */
 static void
 query_timer_cb(evutil_socket_t fd, short what, void *arg)
 {
@@ -702,11 +785,6 @@ query_timer_cb(evutil_socket_t fd, short what, void *arg)
 
 	(void)fd;
 	(void)what;
-	if (q->hit != NULL) {
-		deliver(q, &q->hit->res);
-		query_free(q);
-		return;
-	}
 	a = ans_new(q->name, q->type, SL_DNS_TIMEOUT);
 	sl_log(LOG_INFO, q->sessid, "dns timeout name=%s type=%s after=%ums",
 	    q->name, sl_dns_type_name(q->type), q->r->timeout_ms);
@@ -769,6 +847,8 @@ sl_resolver_new(struct event_base *base, const struct sl_settings *s,
 		return NULL;
 	}
 	r->timer = evtimer_new(base, ares_timer_cb, r);
+	r->due_ev = event_new(base, -1, 0, due_cb, r);
+	r->due_tail = &r->due;
 	r->cache = sl_dns_cache_new(s->dns_cache_size);
 	r->cache_size = s->dns_cache_size;
 	r->timeout_ms = s->dns_timeout_ms;
@@ -804,6 +884,7 @@ sl_resolver_free(struct sl_resolver **rp)
 	while (r->socks != NULL)
 		sock_state_cb(r, r->socks->fd, 0, 0);
 	event_free(r->timer);
+	event_free(r->due_ev);
 	sl_dns_cache_free(&r->cache);
 	free(r->servers);
 	free(r);
@@ -815,7 +896,9 @@ sl_resolver_lookup(struct sl_resolver *r, const char *sessid, const char *name,
     enum sl_dns_type type, sl_dns_fn fn, void *arg)
 {
 	struct sl_dns_query *q = sl_xcalloc(1, sizeof(*q));
-	const struct sl_dns_result *hit;
+	struct centry *e;
+	struct ans *a;
+	uint64_t now;
 	char rev[80];
 	size_t n;
 
@@ -835,25 +918,25 @@ sl_resolver_lookup(struct sl_resolver *r, const char *sessid, const char *name,
 	if (r->queries != NULL)
 		r->queries->prev = q;
 	r->queries = q;
-	q->timer = evtimer_new(r->base, query_timer_cb, q);
 
 	if (!type_known(type) || q->name[0] == '\0' ||
 	    strlen(q->name) > NS_MAXDNAME - 2) {
-		q->hit = ans_new(q->name, type, SL_DNS_ERROR);
-		q->hit->res.error = "bad query";
-		evtimer_add(q->timer, &zero_tv);
+		a = ans_new(q->name, type, SL_DNS_ERROR);
+		a->res.error = "bad query";
+		due_push(q, a);
 		return q;
 	}
-	hit = sl_dns_cache_get(r->cache, q->name, type, sl_now_ms());
-	if (hit != NULL) {
+	now = sl_now_ms();
+	e = cache_live(r->cache, q->name, type, now);
+	if (e != NULL) {
+		due_push(q, ans_ref(e->a));
+		hit_result(e, now, &q->hit_res);
 		sl_log(LOG_DEBUG, q->sessid,
 		    "dns cache hit name=%s type=%s ttl_left=%u", q->name,
-		    sl_dns_type_name(type), hit->ttl);
-		q->hit = ans_copy(hit);
-		q->hit->res.cached = true;
-		evtimer_add(q->timer, &zero_tv);
+		    sl_dns_type_name(type), q->hit_res.ttl);
 		return q;
 	}
+	q->timer = evtimer_new(r->base, query_timer_cb, q);
 	sl_log(LOG_DEBUG, q->sessid, "dns query name=%s type=%s", q->name,
 	    sl_dns_type_name(type));
 	q->in_ares = true;
@@ -882,6 +965,8 @@ sl_dns_cancel(struct sl_dns_query **qp)
 		evtimer_del(q->timer);
 		return; /* ares_cb frees it */
 	}
+	if (q->hit != NULL)
+		return; /* due: due_cb frees it */
 	query_free(q);
 }
 

@@ -126,9 +126,15 @@ sl_store_lmdb_open(const char *path, size_t map_size, char **error_r)
 	rc = mdb_env_create(&st->env);
 	if (rc == 0)
 		rc = mdb_env_set_mapsize(st->env, map_size);
+	/*
+	 * Counters and greylist entries, not mail: no fsync per commit
+	 * (a system crash may lose the last writes), and commits write
+	 * into the map, not through pwrite(2) calls (the file is as large
+	 * as the map at once, sparse).
+	 */
 	if (rc == 0)
 		rc = mdb_env_open(st->env, path,
-		    MDB_NOSUBDIR | MDB_NOTLS | MDB_NOSYNC, 0600);
+		    MDB_NOSUBDIR | MDB_NOTLS | MDB_NOSYNC | MDB_WRITEMAP, 0600);
 	if (rc == 0)
 		rc = mdb_txn_begin(st->env, NULL, 0, &txn);
 	if (rc == 0) {

@@ -27,33 +27,42 @@
 
 /* --- key/value notes --------------------------------------------------- */
 
+static struct sl_kv *
+kv_new(const char *key, size_t klen, const char *value, size_t vlen)
+{
+	/* a little slack, so that an outcome's update fits in place */
+	size_t room = vlen + 1 + 16;
+	struct sl_kv *e = sl_xmalloc(sizeof(*e) + klen + 1 + room);
+
+	memcpy(e->key, key, klen + 1);
+	e->value = e->key + klen + 1;
+	e->room = room;
+	memcpy(e->value, value, vlen + 1);
+	e->next = NULL;
+	return e;
+}
+
+/* value NULL deletes */
 static void
 kv_set(struct sl_kv **head, const char *key, const char *value)
 {
 	struct sl_kv **pp, *e;
+	size_t vlen = value != NULL ? strlen(value) : 0;
 
 	for (pp = head; *pp != NULL; pp = &(*pp)->next)
 		if (strcmp((*pp)->key, key) == 0)
 			break;
-	if (*pp != NULL) {
-		e = *pp;
-		free(e->value);
-		if (value != NULL) {
-			e->value = sl_xstrdup(value);
-			return;
-		}
-		*pp = e->next;
-		free(e->key);
-		free(e);
+	e = *pp;
+	if (e != NULL && value != NULL && vlen < e->room) {
+		memmove(e->value, value, vlen + 1);
 		return;
 	}
-	if (value == NULL)
-		return;
-	e = sl_xmalloc(sizeof(*e));
-	e->key = sl_xstrdup(key);
-	e->value = sl_xstrdup(value);
-	e->next = NULL;
-	*pp = e;
+	if (value != NULL) {
+		*pp = kv_new(key, strlen(key), value, vlen);
+		(*pp)->next = e != NULL ? e->next : NULL;
+	} else if (e != NULL)
+		*pp = e->next;
+	free(e);
 }
 
 static const char *
@@ -79,8 +88,6 @@ kv_delete_but(struct sl_kv **head, const char *keep)
 			continue;
 		}
 		*pp = e->next;
-		free(e->key);
-		free(e->value);
 		free(e);
 	}
 }
@@ -92,8 +99,6 @@ kv_free(struct sl_kv **head)
 
 	for (e = *head; e != NULL; e = next) {
 		next = e->next;
-		free(e->key);
-		free(e->value);
 		free(e);
 	}
 	*head = NULL;
@@ -458,13 +463,17 @@ void
 sl_conn_outcome_set(struct sl_conn *c, const char *name, const char *outcome,
     const char *detail)
 {
-	char key[96], *v;
+	char key[96], buf[512], *v = buf;
+	int n;
 
 	snprintf(key, sizeof(key), "result.%s", name);
 	if (detail != NULL && detail[0] != '\0') {
-		v = sl_xasprintf("%s %s", outcome, detail);
+		n = snprintf(buf, sizeof(buf), "%s %s", outcome, detail);
+		if (n >= (int)sizeof(buf))
+			v = sl_xasprintf("%s %s", outcome, detail);
 		kv_set(&c->notes, key, v);
-		free(v);
+		if (v != buf)
+			free(v);
 	} else
 		kv_set(&c->notes, key, outcome);
 }

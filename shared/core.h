@@ -83,10 +83,12 @@ void sl_runtime_set_current(struct sl_runtime *rt);
 
 /* --- notes, private data, results ------------------------------------- */
 
+/* One allocation an entry: the key, then room for the value. */
 struct sl_kv {
-	char *key;
-	char *value;
 	struct sl_kv *next;
+	char *value; /* into key[]'s allocation */
+	size_t room; /* bytes there for the value, its NUL included */
+	char key[];
 };
 
 struct sl_pdata {

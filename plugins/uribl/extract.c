@@ -405,6 +405,32 @@ scan_put(struct uribl_extractor *x, uint8_t c)
 		scan_window(x, SCAN_FULL);
 }
 
+/* scan_put() of each of p[0..n), a block at a time. */
+static void
+scan_put_run(struct uribl_extractor *x, const uint8_t *p, size_t n)
+{
+	size_t take;
+
+	while (n > 0 && !x->stopped) {
+		take = SCAN_MAX - x->win_len;
+		if (take > n)
+			take = n;
+		if (x->max_scan != 0 && take > x->max_scan - x->scanned)
+			take = x->max_scan - x->scanned;
+		if (take == 0) {
+			scan_put(x, *p); /* at max_scan: marks it, stops */
+			return;
+		}
+		memcpy(x->win + x->win_len, p, take);
+		x->win_len += take;
+		x->scanned += take;
+		p += take;
+		n -= take;
+		if (x->win_len == SCAN_MAX)
+			scan_window(x, SCAN_FULL);
+	}
+}
+
 /* --- decoders ------------------------------------------------------------ */
 
 /*
@@ -572,12 +598,39 @@ b64_byte(struct uribl_extractor *x, uint8_t c)
 		text_byte(x, out[i]);
 }
 
+/*
+ * How many bytes at p go to the scanner as they are: none inside a
+ * quoted-printable escape, an HTML reference or base64; else up to the
+ * next '=' (quoted-printable) or '&' (HTML).
+ */
+static size_t
+plain_run(const struct uribl_extractor *x, const uint8_t *p, size_t n)
+{
+	bool qp = x->cte == CTE_QP;
+	size_t i;
+
+	if (x->cte == CTE_BASE64 || (qp && x->qp != QP_TEXT) ||
+	    (x->html && x->ref_len > 0))
+		return 0;
+	if (!qp && !x->html)
+		return n;
+	for (i = 0; i < n; i++)
+		if ((qp && p[i] == '=') || (x->html && p[i] == '&'))
+			break;
+	return i;
+}
+
 static void
 decode(struct uribl_extractor *x, const uint8_t *p, size_t n)
 {
-	size_t i;
+	size_t i, run;
 
 	for (i = 0; i < n && !x->stopped; i++) {
+		if ((run = plain_run(x, p + i, n - i)) > 0) {
+			scan_put_run(x, p + i, run);
+			i += run - 1;
+			continue;
+		}
 		switch (x->cte) {
 		case CTE_QP:
 			qp_byte(x, p[i]);
@@ -992,7 +1045,12 @@ uribl_extractor_new(const struct uribl_patterns *pat,
 {
 	struct uribl_extractor *x;
 
-	x = sl_xcalloc(1, sizeof(*x));
+	/* the buffers at the end need no zeroing: 20 kB a message */
+	x = sl_xmalloc(sizeof(*x));
+	memset(x, 0, offsetof(struct uribl_extractor, line));
+	x->line_len = 0;
+	x->line_start = false;
+	x->win_len = 0;
 	x->pat = pat;
 	x->headers = headers;
 	x->max_scan = max_scan;

@@ -164,7 +164,8 @@ struct msg {
 static void
 msg_clear(struct msg *m)
 {
-	size_t i, n = m->st->max_lookups * m->st->nzones;
+	/* only the first nnames names' lookups were ever used */
+	size_t i, n = m->nnames * m->st->nzones;
 
 	for (i = 0; i < n; i++)
 		sl_dns_cancel(&m->lk[i].q);

@@ -215,7 +215,7 @@ for c in $CONC; do
 		awk -v a="${RATE[$r,$c]}" -v b="${RATE[none,$c]}" -v r="$r" -v c="$c" 'BEGIN {
 			if (b <= 0) exit
 			x = a / b
-			printf "%s / none at c=%s (medians): %.2f of the messages per second (%.0f%% fewer)%s\n", r, c, x, (1 - x) * 100,
+			printf "%s / none at c=%s (medians): %.2f of the messages per second (%.0f%% %s)%s\n", r, c, x, (x <= 1 ? 1 - x : x - 1) * 100, x <= 1 ? "fewer" : "more",
 				(c == 100 && r == "dns") ? (x >= 0.8 ? " - meets the target (at most 20% fewer)" : " - MISSES the target (at most 20% fewer)") : ""
 		}'
 	done

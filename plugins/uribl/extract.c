@@ -178,12 +178,13 @@ struct uribl_extractor {
 	char ref[12]; /* an HTML character reference being collected */
 	size_t ref_len;
 
-	uint8_t line[BODY_LINE_MAX];
 	size_t line_len;
 	bool line_start; /* line[0] begins a line */
-
-	uint8_t win[SCAN_MAX];
 	size_t win_len;
+
+	/* last: uribl_extractor_new zeroes everything before line */
+	uint8_t line[BODY_LINE_MAX];
+	uint8_t win[SCAN_MAX];
 };
 
 /* --- host names ---------------------------------------------------------- */
@@ -388,24 +389,7 @@ scan_allows(struct uribl_extractor *x, size_t n)
 	return false;
 }
 
-/* One decoded byte of body text. */
-static void
-scan_put(struct uribl_extractor *x, uint8_t c)
-{
-	if (x->stopped)
-		return;
-	if (!scan_allows(x, 1)) {
-		scan_window(x, SCAN_CAPPED);
-		x->stopped = true;
-		return;
-	}
-	x->scanned++;
-	x->win[x->win_len++] = c;
-	if (x->win_len == SCAN_MAX)
-		scan_window(x, SCAN_FULL);
-}
-
-/* scan_put() of each of p[0..n), a block at a time. */
+/* Decoded body text p[0..n), a block at a time, into the window. */
 static void
 scan_put_run(struct uribl_extractor *x, const uint8_t *p, size_t n)
 {
@@ -417,8 +401,10 @@ scan_put_run(struct uribl_extractor *x, const uint8_t *p, size_t n)
 			take = n;
 		if (x->max_scan != 0 && take > x->max_scan - x->scanned)
 			take = x->max_scan - x->scanned;
-		if (take == 0) {
-			scan_put(x, *p); /* at max_scan: marks it, stops */
+		if (take == 0) { /* max_scan reached: what is in is scanned */
+			x->capped = true;
+			scan_window(x, SCAN_CAPPED);
+			x->stopped = true;
 			return;
 		}
 		memcpy(x->win + x->win_len, p, take);
@@ -429,6 +415,13 @@ scan_put_run(struct uribl_extractor *x, const uint8_t *p, size_t n)
 		if (x->win_len == SCAN_MAX)
 			scan_window(x, SCAN_FULL);
 	}
+}
+
+/* One decoded byte of body text. */
+static void
+scan_put(struct uribl_extractor *x, uint8_t c)
+{
+	scan_put_run(x, &c, 1);
 }
 
 /* --- decoders ------------------------------------------------------------ */
@@ -623,12 +616,12 @@ plain_run(const struct uribl_extractor *x, const uint8_t *p, size_t n)
 static void
 decode(struct uribl_extractor *x, const uint8_t *p, size_t n)
 {
-	size_t i, run;
+	size_t i = 0, run;
 
-	for (i = 0; i < n && !x->stopped; i++) {
+	while (i < n && !x->stopped) {
 		if ((run = plain_run(x, p + i, n - i)) > 0) {
 			scan_put_run(x, p + i, run);
-			i += run - 1;
+			i += run;
 			continue;
 		}
 		switch (x->cte) {
@@ -642,6 +635,7 @@ decode(struct uribl_extractor *x, const uint8_t *p, size_t n)
 			text_byte(x, p[i]);
 			break;
 		}
+		i++;
 	}
 }
 
@@ -1048,9 +1042,6 @@ uribl_extractor_new(const struct uribl_patterns *pat,
 	/* the buffers at the end need no zeroing: 20 kB a message */
 	x = sl_xmalloc(sizeof(*x));
 	memset(x, 0, offsetof(struct uribl_extractor, line));
-	x->line_len = 0;
-	x->line_start = false;
-	x->win_len = 0;
 	x->pat = pat;
 	x->headers = headers;
 	x->max_scan = max_scan;

@@ -36,11 +36,7 @@
 #                            (A only); the rest NXDOMAIN
 # 203.0.113.0/24 has no reverse zone here: its PTR queries are REFUSED.
 
-fc_zone_hdr() {
-	printf '$ORIGIN %s.\n$TTL 60\n' "$1"
-	printf '@ SOA ns.sluice.test. hostmaster.sluice.test. 1 3600 600 86400 30\n'
-	printf '@ NS ns.sluice.test.\n'
-}
+fc_zone_hdr() { "$SLUICE_SRC/t/nsd.sh" hdr "$1" 30; }
 
 fc_dns_start() {
 	local nsd=$RUN/nsd r6=0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0

@@ -6,6 +6,8 @@
 #   nsd.sh start  DIR [TIMEOUT_S]    # returns once sluice.test SOA answers
 #   nsd.sh stop   DIR
 #   nsd.sh pid    DIR                # the main NSD process's PID
+#   nsd.sh hdr    NAME [MIN] [TTL]   # print a zone's head: $ORIGIN, $TTL
+#                                    # (60), SOA with minimum MIN (30), NS
 #
 # NSD listens on 127.0.0.1:PORT (UDP and TCP), runs in the foreground
 # (nsd -d, started in the background by "start"), and logs to DIR/nsd.log
@@ -33,10 +35,9 @@
 set -euo pipefail
 
 cmd=${1:?command}
-D=${2:?directory}
 
-hdr() { # zone header: origin, default TTL, SOA (minimum = $2), NS
-	printf '$ORIGIN %s.\n$TTL 60\n' "$1"
+hdr() { # zone header: origin, default TTL ($3, 60), SOA (minimum = $2), NS
+	printf '$ORIGIN %s.\n$TTL %s\n' "$1" "${3:-60}"
 	printf '@ SOA ns.sluice.test. hostmaster.sluice.test. 1 3600 600 86400 %s\n' "$2"
 	printf '@ NS ns.sluice.test.\n'
 }
@@ -176,6 +177,12 @@ stop() {
 	kill -9 "$p" 2>/dev/null || true
 	rm -f "$D/nsd.main.pid"
 }
+
+if [ "$cmd" = hdr ]; then
+	hdr "${2:?zone name}" "${3:-30}" "${4:-60}"
+	exit 0
+fi
+D=${2:?directory}
 
 case $cmd in
 create) create "${3:-}" ;;

@@ -66,9 +66,7 @@ NSD_PORT=$(free_port)
 "$NSD" create "$RUN/nsd" "$NSD_PORT"
 zone() { # NAME: SOA + NS, then stdin
 	{
-		printf '$ORIGIN %s.\n$TTL 300\n' "$1"
-		printf '@ SOA ns.sluice.test. hostmaster.sluice.test. 1 3600 600 86400 300\n'
-		printf '@ NS ns.sluice.test.\n'
+		"$NSD" hdr "$1" 300 300
 		cat
 	} >"$RUN/nsd/$1.zone"
 	"$NSD" zone "$RUN/nsd" "$1" "$RUN/nsd/$1.zone"

@@ -31,11 +31,7 @@ setup_run
 NSD=$RUN/nsd
 NSD_PORT=$(free_port)
 "$SLUICE_SRC/t/nsd.sh" create "$NSD" "$NSD_PORT"
-hdr() { # the SOA shape of t/nsd.sh (negative answers cached 30 s)
-	printf '$ORIGIN %s.\n$TTL 60\n' "$1"
-	printf '@ SOA ns.sluice.test. hostmaster.sluice.test. 1 3600 600 86400 30\n'
-	printf '@ NS ns.sluice.test.\n'
-}
+hdr() { "$SLUICE_SRC/t/nsd.sh" hdr "$1" 30; } # negative answers cached 30 s
 # 2001:db8::10 as RFC 5782 nibbles
 V6=0.1.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.8.b.d.0.1.0.0.2
 {

@@ -28,11 +28,7 @@ setup_run
 NSD=$RUN/nsd
 NSD_PORT=$(free_port)
 "$SLUICE_SRC/t/nsd.sh" create "$NSD" "$NSD_PORT"
-hdr() { # the SOA shape of t/nsd.sh (negative answers cached 30 s)
-	printf '$ORIGIN %s.\n$TTL 60\n' "$1"
-	printf '@ SOA ns.sluice.test. hostmaster.sluice.test. 1 3600 600 86400 30\n'
-	printf '@ NS ns.sluice.test.\n'
-}
+hdr() { "$SLUICE_SRC/t/nsd.sh" hdr "$1" 30; } # negative answers cached 30 s
 {
 	hdr dbl.sluice.test
 	cat <<'EOF'

@@ -26,11 +26,7 @@ setup_run
 # ---------------------------------------------------------------- DNS
 NSD_PORT=$(free_port)
 "$SLUICE_SRC/t/nsd.sh" create "$RUN/nsd" "$NSD_PORT"
-zone_hdr() {
-	printf '$ORIGIN %s.\n$TTL 60\n' "$1"
-	printf '@ SOA ns.sluice.test. hostmaster.sluice.test. 1 3600 600 86400 30\n'
-	printf '@ NS ns.sluice.test.\n'
-}
+zone_hdr() { "$SLUICE_SRC/t/nsd.sh" hdr "$1" 30; }
 {
 	zone_hdr multi.uribl.test
 	cat <<'Z'

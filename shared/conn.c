@@ -459,23 +459,41 @@ sl_conn_note_get(const struct sl_conn *c, const char *key)
 	return kv_get(c->notes, key);
 }
 
+/* "result.NAME" into key (size > 7), cut to fit as snprintf would. */
+static void
+outcome_key(char *key, size_t size, const char *name)
+{
+	const size_t pre = sizeof("result.") - 1;
+	size_t n = strnlen(name, size - pre - 1);
+
+	memcpy(key, "result.", pre);
+	memcpy(key + pre, name, n);
+	key[pre + n] = '\0';
+}
+
 void
 sl_conn_outcome_set(struct sl_conn *c, const char *name, const char *outcome,
     const char *detail)
 {
 	char key[96], buf[512], *v = buf;
-	int n;
+	size_t on, dn;
 
-	snprintf(key, sizeof(key), "result.%s", name);
-	if (detail != NULL && detail[0] != '\0') {
-		n = snprintf(buf, sizeof(buf), "%s %s", outcome, detail);
-		if (n >= (int)sizeof(buf))
-			v = sl_xasprintf("%s %s", outcome, detail);
-		kv_set(&c->notes, key, v);
-		if (v != buf)
-			free(v);
-	} else
+	outcome_key(key, sizeof(key), name);
+	if (detail == NULL || detail[0] == '\0') {
 		kv_set(&c->notes, key, outcome);
+		return;
+	}
+	/* "OUTCOME DETAIL", on the stack unless it is long */
+	on = strlen(outcome);
+	dn = strlen(detail);
+	if (on + 1 + dn >= sizeof(buf))
+		v = sl_xmalloc(on + 1 + dn + 1);
+	memcpy(v, outcome, on);
+	v[on] = ' ';
+	memcpy(v + on + 1, detail, dn + 1);
+	kv_set(&c->notes, key, v);
+	if (v != buf)
+		free(v);
 }
 
 void
@@ -493,7 +511,7 @@ sl_conn_outcome_get(const struct sl_conn *c, const char *name)
 {
 	char key[96];
 
-	snprintf(key, sizeof(key), "result.%s", name);
+	outcome_key(key, sizeof(key), name);
 	return kv_get(c->notes, key);
 }
 

@@ -378,6 +378,11 @@ struct sl_timer *sl_timer_add(struct sl_loop *l, unsigned int ms, sl_work_fn fn,
  */
 struct sl_resolver *sl_loop_resolver(struct sl_loop *l,
     const struct sl_config *cfg);
+/*
+ * Delivers what loop l can deliver at once (its resolver's cache hits),
+ * as the loop would in this iteration.  Loop thread only.
+ */
+void sl_loop_settle(struct sl_loop *l);
 
 /* --- per-IP connection accounting (any thread) ----------------------- */
 

@@ -6,6 +6,9 @@
  * plugin may suspend (SL_PENDING after sl_async_begin); the chain then
  * waits for sl_async_done() or the instance's timeout, whichever comes
  * first, and resumes from the event loop (never inside the plugin's call).
+ * Answers the loop has at once (DNS cache hits) are delivered as soon as
+ * the plugin's call returned: if they complete it, the chain goes on
+ * without a timer or a round through the loop.
  * A plugin that fails (SL_ERROR, an unknown verdict, PENDING without a
  * handle or on a synchronous hook) or times out gets the configured
  * default action (tempfail unless plugin_default_action says otherwise).
@@ -46,7 +49,10 @@ struct sl_hookrun {
 	unsigned int timeout_ms; /* set by sl_async_timeout, or 0 */
 	enum sl_verdict resume_v;
 	bool posted;    /* a resume is queued on the loop */
-	bool abandoned; /* the session ended while it was queued */
+	bool settling;  /* run_chain delivers the answers known at once */
+	bool settled;   /* ... and sl_async_done() came in then */
+	bool abandoned; /* the session ended while it was queued or settling */
+	bool on_stack;  /* a synchronous hook's run: sl_hook_run() owns it */
 };
 
 static const char *const hook_names[SL_HOOK_MAX] = { "connect", "helo", "auth",
@@ -102,6 +108,15 @@ async_kill(struct sl_hookrun *run)
 
 static void run_chain(struct sl_hookrun *run);
 
+/* The empty reply: the front end's defaults. */
+static void
+reply_clear(struct sl_reply *r)
+{
+	r->code = 0;
+	r->enh[0] = '\0';
+	r->text[0] = '\0';
+}
+
 static void
 finish(struct sl_hookrun *run, enum sl_verdict v)
 {
@@ -114,7 +129,8 @@ finish(struct sl_hookrun *run, enum sl_verdict v)
 	const char *by = run->ctx.inst != NULL ? run->ctx.inst->name : "";
 
 	c->run = NULL;
-	free(run);
+	if (!run->on_stack)
+		free(run);
 	if (sl_verdict_is_deny(v) && h != SL_HOOK_DENY &&
 	    sl_hook_wanted(c->rt, SL_HOOK_DENY) && !c->closing) {
 		memset(&dargs, 0, sizeof(dargs));
@@ -240,6 +256,28 @@ timeout_cb(void *arg)
 	run_chain(run);
 }
 
+/*
+ * The plugin suspended: deliver what the loop has at once.  Returns 1 if
+ * that completed the plugin (its verdict in *v_r), 0 if the chain must
+ * wait, -1 if the session ended meanwhile (run is freed).
+ */
+static int
+settle(struct sl_hookrun *run, enum sl_verdict *v_r)
+{
+	run->settling = true;
+	sl_loop_settle(run->conn->loop);
+	run->settling = false;
+	if (run->abandoned) {
+		free(run);
+		return -1;
+	}
+	if (!run->settled)
+		return 0;
+	run->settled = false;
+	*v_r = run->resume_v == SL_PENDING ? SL_ERROR : run->resume_v;
+	return 1;
+}
+
 static void
 run_chain(struct sl_hookrun *run)
 {
@@ -252,7 +290,7 @@ run_chain(struct sl_hookrun *run)
 		in = c->rt->chain[h][run->idx];
 		if (skipped(in, c))
 			continue;
-		memset(&run->ctx.reply, 0, sizeof(run->ctx.reply));
+		reply_clear(&run->ctx.reply);
 		run->ctx.inst = in;
 		run->ctx.async = NULL;
 		v = in->plugin->hooks[h](in->state, &run->ctx);
@@ -260,11 +298,21 @@ run_chain(struct sl_hookrun *run)
 		    !hook_is_sync(h)) {
 			run->async = run->ctx.async;
 			run->timeout_ms = run->async->timeout_ms;
-			run->timer = sl_timer_add(c->loop,
-			    run->timeout_ms != 0 ? run->timeout_ms
-			                         : in->timeout_ms,
-			    timeout_cb, run);
-			return;
+			run->ctx.async = NULL;
+			switch (settle(run, &v)) {
+			case -1:
+				return;
+			case 0:
+				run->timer = sl_timer_add(c->loop,
+				    run->timeout_ms != 0 ? run->timeout_ms
+				                         : in->timeout_ms,
+				    timeout_cb, run);
+				return;
+			default:
+				if (handle_verdict(run, v))
+					return;
+				continue;
+			}
 		}
 		if (run->ctx.async != NULL) {
 			/* Returned a verdict after all: the handle is dead. */
@@ -282,7 +330,7 @@ run_chain(struct sl_hookrun *run)
 		if (handle_verdict(run, v))
 			return;
 	}
-	memset(&run->ctx.reply, 0, sizeof(run->ctx.reply));
+	reply_clear(&run->ctx.reply);
 	finish(run, SL_DECLINED);
 }
 
@@ -290,7 +338,7 @@ void
 sl_hook_run(struct sl_conn *c, const struct sl_hookargs *args,
     sl_hook_done_fn done, void *arg)
 {
-	struct sl_hookrun *run;
+	struct sl_hookrun *run, local;
 	struct sl_reply none;
 
 	SL_ASSERT(c->run == NULL || hook_is_sync(args->hook));
@@ -301,7 +349,14 @@ sl_hook_run(struct sl_conn *c, const struct sl_hookargs *args,
 		}
 		return;
 	}
-	run = sl_xcalloc(1, sizeof(*run));
+	if (hook_is_sync(args->hook)) {
+		/* cannot suspend, so it ends before this call does (headers
+		 * and body chunks come often: no allocation) */
+		memset(&local, 0, sizeof(local));
+		run = &local;
+		run->on_stack = true;
+	} else
+		run = sl_xcalloc(1, sizeof(*run));
 	run->conn = c;
 	run->args = *args;
 	run->done = done;
@@ -322,7 +377,7 @@ sl_hook_abandon(struct sl_conn *c)
 		return;
 	c->run = NULL;
 	async_kill(run);
-	if (run->posted)
+	if (run->posted || run->settling)
 		run->abandoned = true;
 	else
 		free(run);
@@ -526,6 +581,10 @@ sl_async_done(struct sl_async **ap, enum sl_verdict v)
 	run->async = NULL;
 	sl_timer_cancel(&run->timer);
 	run->resume_v = v;
+	if (run->settling) {
+		run->settled = true; /* run_chain goes on with it */
+		return;
+	}
 	run->posted = true;
 	sl_loop_post(run->conn->loop, resume_cb, run);
 }

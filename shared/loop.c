@@ -325,6 +325,13 @@ sl_loop_resolver(struct sl_loop *l, const struct sl_config *cfg)
 	return l->dns;
 }
 
+void
+sl_loop_settle(struct sl_loop *l)
+{
+	if (l->dns != NULL)
+		sl_resolver_settle(l->dns);
+}
+
 struct event_base *
 sl_loop_base(struct sl_loop *l)
 {

@@ -620,6 +620,15 @@ due_cb(evutil_socket_t fd, short what, void *arg)
 	}
 }
 
+void
+sl_resolver_settle(struct sl_resolver *r)
+{
+	int round;
+
+	for (round = 0; round < 4 && r->due != NULL; round++)
+		due_cb(-1, 0, r);
+}
+
 /* RFC 2308: a negative answer lives min(SOA TTL, SOA MINIMUM). */
 static unsigned int
 neg_ttl(ns_msg *msg)
@@ -906,7 +915,10 @@ sl_resolver_lookup(struct sl_resolver *r, const char *sessid, const char *name,
 	q->fn = fn;
 	q->arg = arg;
 	q->type = type;
-	snprintf(q->sessid, sizeof(q->sessid), "%s", sessid ? sessid : "-");
+	if (sessid == NULL)
+		sessid = "-";
+	n = strnlen(sessid, sizeof(q->sessid) - 1);
+	memcpy(q->sessid, sessid, n); /* zeroed by calloc */
 	if (type == SL_DNS_PTR &&
 	    sl_dns_reverse_name(name, NULL, rev, sizeof(rev)) == 0)
 		name = rev;

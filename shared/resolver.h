@@ -45,6 +45,12 @@ int sl_resolver_configure(struct sl_resolver *r, const struct sl_settings *s,
     char **error_r);
 /* Ends every query without calling its fn, then frees. */
 void sl_resolver_free(struct sl_resolver **rp);
+/*
+ * Delivers the answers r already has (cache hits and the like, which
+ * sl_resolver_lookup() never delivers inside its own call), a few rounds
+ * deep for callbacks that look up again.  Loop thread, outside any lookup.
+ */
+void sl_resolver_settle(struct sl_resolver *r);
 /* sl_dns_lookup() for a given resolver; sessid prefixes the debug log. */
 struct sl_dns_query *sl_resolver_lookup(struct sl_resolver *r,
     const char *sessid, const char *name, enum sl_dns_type type, sl_dns_fn fn,

@@ -1,6 +1,8 @@
 /*
  * test_resolver.c - the resolver's pure parts: dns_servers parsing,
- * reverse names, and the cache with injected time.
+ * reverse names, and the cache with injected time; and answers known at
+ * once (no server is asked), which never come inside sl_resolver_lookup()
+ * and come all at sl_resolver_settle().
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -10,7 +12,9 @@
 #include <string.h>
 
 #include <cmocka.h>
+#include <event2/event.h>
 
+#include "config.h"
 #include "resolver.h"
 
 static void
@@ -128,6 +132,72 @@ test_cache(void **state)
 	assert_null(c);
 }
 
+struct got {
+	struct sl_resolver *r;
+	int calls;
+	enum sl_dns_status status;
+	bool again; /* fn looks up once more */
+};
+
+static void
+got_answer(void *arg, const struct sl_dns_result *res)
+{
+	struct got *g = arg;
+
+	g->calls++;
+	g->status = res->status;
+	if (g->again) {
+		g->again = false;
+		assert_non_null(sl_resolver_lookup(g->r, "T1", "", SL_DNS_A,
+		    got_answer, g));
+		assert_int_equal(g->calls, 1); /* not inside the lookup */
+	}
+}
+
+static void
+test_settle(void **state)
+{
+	struct event_base *base = event_base_new();
+	struct sl_settings set;
+	struct sl_resolver *r;
+	struct sl_dns_query *q;
+	struct got g = { 0 }, cancelled = { 0 };
+	char *error = NULL;
+
+	(void)state;
+	assert_non_null(base);
+	memset(&set, 0, sizeof(set));
+	set.dns_timeout_ms = 1000;
+	set.dns_cache_size = 16;
+	r = sl_resolver_new(base, &set, &error);
+	assert_non_null(r);
+	g.r = r;
+
+	/* a bad query is answered at once, but not inside the call */
+	g.again = true;
+	assert_non_null(
+	    sl_resolver_lookup(r, "T1", "", SL_DNS_A, got_answer, &g));
+	q = sl_resolver_lookup(r, "T1", "", SL_DNS_A, got_answer, &cancelled);
+	assert_non_null(q);
+	assert_int_equal(g.calls, 0);
+	sl_dns_cancel(&q);
+	assert_null(q);
+	/* settle delivers it, and what its callback asked next */
+	sl_resolver_settle(r);
+	assert_int_equal(g.calls, 2);
+	assert_int_equal(g.status, SL_DNS_ERROR);
+	assert_int_equal(cancelled.calls, 0);
+	/* nothing is left for the loop */
+	sl_resolver_settle(r);
+	event_base_loop(base, EVLOOP_NONBLOCK);
+	assert_int_equal(g.calls, 2);
+	assert_int_equal(cancelled.calls, 0);
+
+	sl_resolver_free(&r);
+	assert_null(r);
+	event_base_free(base);
+}
+
 int
 main(void)
 {
@@ -135,6 +205,7 @@ main(void)
 		cmocka_unit_test(test_servers),
 		cmocka_unit_test(test_reverse),
 		cmocka_unit_test(test_cache),
+		cmocka_unit_test(test_settle),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -241,23 +241,26 @@ rconn_verdict(struct rconn *rc, int *code_r, const char **enh_r, char *text,
 	const struct rhsbl *st = rc->st;
 	const struct sl_dnslist_result *res;
 	const struct rslot *s, *failed = NULL;
-	char detail[900], names[800] = "", head[512];
+	char detail[900], names[800], head[512];
 	const char *kv[9];
 	bool first = !rc->logged, any = false;
-	size_t k, o = 0;
-	int n;
+	size_t k, n, o = 0;
 
 	rc->logged = true;
 	text[0] = '\0';
+	names[0] = '\0';
 	for (k = 0; k < K_N; k++) {
 		s = &rc->slot[k];
 		if (!s->started)
 			continue;
 		res = &s->res;
-		n = snprintf(names + o, sizeof(names) - o, "%s%s",
-		    any ? " " : "", s->what);
-		if (n > 0 && (size_t)n < sizeof(names) - o)
-			o += (size_t)n;
+		n = strlen(s->what);
+		if (o + 1 + n < sizeof(names)) { /* "A B C" */
+			if (any)
+				names[o++] = ' ';
+			memcpy(names + o, s->what, n + 1);
+			o += n;
+		}
 		any = true;
 		if (res->undecided && failed == NULL)
 			failed = s;

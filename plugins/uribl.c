@@ -204,14 +204,22 @@ static void
 msg_begin(struct msg *m, struct sl_hookctx *ctx)
 {
 	const struct uribl *st = m->st;
-	const char *j;
-	char host[URIBL_HOST_MAX + 1];
-	size_t n;
 
 	msg_clear(m);
 	m->pname = sl_hook_plugin_name(ctx);
 	m->x = uribl_extractor_new(st->pat, &st->headers, st->max_scan,
 	    host_found, m);
+}
+
+/* Our own domain (from the j macro, allow_own=yes) into m->own, or "". */
+static void
+own_domain(struct msg *m)
+{
+	const struct uribl *st = m->st;
+	const char *j;
+	char host[URIBL_HOST_MAX + 1];
+	size_t n;
+
 	m->own[0] = '\0';
 	j = st->allow_own ? sl_conn_macro(m->conn, "j") : NULL;
 	if (j != NULL && (n = strlen(j)) < sizeof(host)) {
@@ -255,6 +263,7 @@ msg_get(const struct uribl *st, struct sl_hookctx *ctx, bool create)
 		m->names = sl_xcalloc(st->max_lookups, sizeof(*m->names));
 		m->lk = sl_xcalloc((size_t)st->max_lookups * st->nzones,
 		    sizeof(*m->lk));
+		own_domain(m); /* the j macro is the connection's */
 		sl_conn_data_set(c, st, m, msg_free);
 	}
 	msg_begin(m, ctx);

@@ -316,6 +316,9 @@ scan_region(struct uribl_extractor *x, const uint8_t *s, size_t len,
 	PCRE2_SIZE off = 0, *ov, hs, he;
 	int rc, g;
 
+	/* a host has a dot, maybe %-escaped: without either, nothing here */
+	if (memchr(s, '.', len) == NULL && memchr(s, '%', len) == NULL)
+		return;
 	while (off < len && !x->stopped) {
 		rc = pcre2_match(x->pat->code, (PCRE2_SPTR)s, len, off, 0,
 		    x->md, x->pat->mctx);
@@ -1073,7 +1076,7 @@ void
 uribl_extract_header(struct uribl_extractor *x, const char *name,
     const char *value)
 {
-	char *buf;
+	char sbuf[1024], *buf = sbuf;
 	size_t n;
 	bool cut;
 
@@ -1085,14 +1088,17 @@ uribl_extract_header(struct uribl_extractor *x, const char *name,
 		x->top.cte = parse_cte(value);
 	if (!sl_strlist_has(x->headers, name))
 		return;
-	buf = sl_xmalloc(strlen(value) + 1);
+	/* decoding never grows the text */
+	if ((n = strlen(value)) >= sizeof(sbuf))
+		buf = sl_xmalloc(n + 1);
 	n = decode_rfc2047(value, buf);
 	cut = !scan_allows(x, n);
 	if (cut)
 		n = x->max_scan - x->scanned;
 	x->scanned += n;
 	scan_region(x, (const uint8_t *)buf, n, cut);
-	free(buf);
+	if (buf != sbuf)
+		free(buf);
 	if (cut)
 		x->stopped = true;
 }

@@ -438,8 +438,8 @@ const char *sl_txn_quarantine_reason(const struct sl_txn *t);
  * thread, never inside sl_dns_lookup(), exactly once unless the query is
  * cancelled first.  An answer known at once (a cache hit) comes as soon as
  * the hook that asked has returned: a hook that suspended for it goes on
- * without a round through the loop.  The result and everything it points to are valid
- * during the call only.  The handle is freed when fn returns: forget it
+ * without a round through the loop.  The result and everything it points to are
+ * valid during the call only.  The handle is freed when fn returns: forget it
  * there.  sl_dns_cancel() drops a query whose fn has not run (fn is then
  * never called) and sets *qp = NULL; a plugin cancels its queries when the
  * connection or transaction they belong to ends (sl_conn_data_set's

@@ -390,8 +390,7 @@ host_found(void *arg, const char *host)
 	char name[URIBL_HOST_MAX + 1], qname[QNAME_MAX + 2];
 	enum uribl_name_kind kind;
 	struct lookup *lk;
-	size_t i;
-	int n;
+	size_t i, nlen, zlen;
 
 	if (m->hit != NULL)
 		return false;
@@ -414,15 +413,19 @@ host_found(void *arg, const char *host)
 	m->names[m->nnames].q = sl_xstrdup(name);
 	m->names[m->nnames].shown =
 	    kind == URIBL_NAME_IP ? sl_xstrdup(host) : m->names[m->nnames].q;
+	nlen = strlen(name);
 	for (i = 0; i < st->nzones; i++) {
 		lk = &m->lk[m->nnames * st->nzones + i];
 		lk->m = m;
 		lk->name = m->nnames;
 		lk->zone = i;
-		n = snprintf(qname, sizeof(qname), "%s.%s", name,
-		    st->zones[i].name);
-		if (n < 0 || (size_t)n > QNAME_MAX)
+		/* "NAME.ZONE" */
+		zlen = strlen(st->zones[i].name);
+		if (nlen + 1 + zlen > QNAME_MAX)
 			continue; /* too long to ask: not listed */
+		memcpy(qname, name, nlen);
+		qname[nlen] = '.';
+		memcpy(qname + nlen + 1, st->zones[i].name, zlen + 1);
 		lk->q = sl_dns_lookup(m->conn, qname, SL_DNS_A, answer, lk);
 		if (lk->q == NULL) {
 			lk->failed = true;

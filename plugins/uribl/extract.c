@@ -73,6 +73,11 @@ static const char pattern_email[] = "|(?<![a-z0-9._%+-])[a-z0-9._%+-]{1,64}+@"
 
 struct uribl_patterns {
 	pcre2_code *code;
+	/* the same pattern anchored, tried only where may_start() says a
+	 * match can begin; NULL with email_domains (an address's local part
+	 * has no such literal) */
+	pcre2_code *anchored;
+	bool prefilter; /* use it (uribl_patterns_prefilter) */
 	pcre2_match_context *mctx;
 };
 
@@ -89,13 +94,20 @@ uribl_patterns_new(bool email_domains, const char **error_r)
 	p = sl_xcalloc(1, sizeof(*p));
 	p->code = pcre2_compile((PCRE2_SPTR)re, PCRE2_ZERO_TERMINATED,
 	    PCRE2_CASELESS, &errcode, &erroff, NULL);
+	if (p->code != NULL && !email_domains)
+		p->anchored = pcre2_compile((PCRE2_SPTR)re,
+		    PCRE2_ZERO_TERMINATED, PCRE2_CASELESS | PCRE2_ANCHORED,
+		    &errcode, &erroff, NULL);
 	free(re);
-	if (p->code == NULL) {
+	if (p->code == NULL || (!email_domains && p->anchored == NULL)) {
 		*error_r = "cannot compile the URI pattern (PCRE2)";
 		goto fail;
 	}
 	/* Best effort: without JIT the interpreter finds the same. */
 	(void)pcre2_jit_compile(p->code, PCRE2_JIT_COMPLETE);
+	if (p->anchored != NULL)
+		(void)pcre2_jit_compile(p->anchored, PCRE2_JIT_COMPLETE);
+	p->prefilter = p->anchored != NULL;
 	p->mctx = pcre2_match_context_create(NULL);
 	if (p->mctx == NULL) {
 		*error_r = "out of memory (PCRE2 match context)";
@@ -110,6 +122,12 @@ fail:
 }
 
 void
+uribl_patterns_prefilter(struct uribl_patterns *p, bool on)
+{
+	p->prefilter = on && p->anchored != NULL;
+}
+
+void
 uribl_patterns_free(struct uribl_patterns **pp)
 {
 	struct uribl_patterns *p = *pp;
@@ -117,6 +135,7 @@ uribl_patterns_free(struct uribl_patterns **pp)
 	if (p == NULL)
 		return;
 	pcre2_match_context_free(p->mctx);
+	pcre2_code_free(p->anchored);
 	pcre2_code_free(p->code);
 	free(p);
 	*pp = NULL;
@@ -305,6 +324,127 @@ report_host(struct uribl_extractor *x, const uint8_t *s, size_t len)
 
 /* --- the scanner --------------------------------------------------------- */
 
+/* Reports the host a match (rc from pcre2_match) captured. */
+static void
+report_match(struct uribl_extractor *x, const uint8_t *s, size_t len,
+    bool drop_at_end, int rc)
+{
+	PCRE2_SIZE *ov = pcre2_get_ovector_pointer(x->md);
+	int g;
+
+	for (g = 1; g < rc; g++) {
+		if (ov[2 * g] == PCRE2_UNSET)
+			continue;
+		if (!(drop_at_end && ov[2 * g + 1] == len))
+			report_host(x, s + ov[2 * g],
+			    ov[2 * g + 1] - ov[2 * g]);
+		return;
+	}
+}
+
+/* A letter of ASCII c, either case (c | 0x20 folds only letters there). */
+#define IS_CI(c, lower) (((c) | 0x20) == (lower))
+
+/*
+ * Whether a URI alternative of the pattern can begin at p[0..n): each
+ * needs its literal there, "http://", "https://", "ftp://", "www" or
+ * "href" in any case.  Necessary, not sufficient: the anchored pattern
+ * decides.
+ */
+static bool
+may_start(const uint8_t *p, size_t n)
+{
+	size_t k;
+
+	switch (p[0] | 0x20) {
+	case 'h':
+		if (n >= 4 && IS_CI(p[1], 'r') && IS_CI(p[2], 'e') &&
+		    IS_CI(p[3], 'f'))
+			return true;
+		if (n < 7 || !IS_CI(p[1], 't') || !IS_CI(p[2], 't') ||
+		    !IS_CI(p[3], 'p'))
+			return false;
+		k = IS_CI(p[4], 's') ? 5 : 4;
+		return n >= k + 3 && p[k] == ':' && p[k + 1] == '/' &&
+		    p[k + 2] == '/';
+	case 'f':
+		return n >= 6 && IS_CI(p[1], 't') && IS_CI(p[2], 'p') &&
+		    p[3] == ':' && p[4] == '/' && p[5] == '/';
+	case 'w':
+		return n >= 3 && IS_CI(p[1], 'w') && IS_CI(p[2], 'w');
+	default:
+		return false;
+	}
+}
+
+#define STARTS_MAX 256 /* match starts gathered per region */
+
+/* \s of PCRE2 in byte mode: space, \t \n \v \f \r */
+static bool
+is_pcre_space(uint8_t c)
+{
+	return c == ' ' || (c >= '\t' && c <= '\r');
+}
+
+/* Adds start to the list if a literal begins there; false if it is full. */
+static bool
+start_add(size_t *starts, size_t *n, const uint8_t *s, size_t len, size_t start)
+{
+	if (!may_start(s + start, len - start))
+		return true;
+	if (*n == STARTS_MAX)
+		return false;
+	starts[(*n)++] = start;
+	return true;
+}
+
+/*
+ * Every offset of s[0..len) where a match can begin, ascending.  Each
+ * alternative has a pivot a few bytes after its start, which memchr finds
+ * fast: "://" after the scheme, '.' after "www" and up to 3 digits, '='
+ * after "href" and blanks.  Returns how many, or -1 if more than
+ * STARTS_MAX (the caller then looks at every byte).
+ */
+static long
+gather_starts(const uint8_t *s, size_t len, size_t *starts)
+{
+	const uint8_t *p, *end = s + len;
+	size_t n = 0, i, j, k, t;
+
+	for (p = s; (p = memchr(p, ':', (size_t)(end - p))) != NULL; p++) {
+		i = (size_t)(p - s);
+		if (len - i < 3 || p[1] != '/' || p[2] != '/')
+			continue;
+		for (k = 5; k >= 3; k--) /* https, http, ftp */
+			if (i >= k && !start_add(starts, &n, s, len, i - k))
+				return -1;
+	}
+	for (p = s; (p = memchr(p, '.', (size_t)(end - p))) != NULL; p++) {
+		i = (size_t)(p - s);
+		for (j = i;
+		     j > 0 && i - j < 4 && s[j - 1] >= '0' && s[j - 1] <= '9';
+		     j--)
+			;
+		if (i - j <= 3 && j >= 3 &&
+		    !start_add(starts, &n, s, len, j - 3))
+			return -1;
+	}
+	for (p = s; (p = memchr(p, '=', (size_t)(end - p))) != NULL; p++) {
+		for (j = (size_t)(p - s); j > 0 && is_pcre_space(s[j - 1]); j--)
+			;
+		if (j >= 4 && !start_add(starts, &n, s, len, j - 4))
+			return -1;
+	}
+	/* three ascending runs: an insertion sort is about linear */
+	for (i = 1; i < n; i++) {
+		t = starts[i];
+		for (j = i; j > 0 && starts[j - 1] > t; j--)
+			starts[j] = starts[j - 1];
+		starts[j] = t;
+	}
+	return (long)n;
+}
+
 /*
  * Reports the hosts in s[0..len).  drop_at_end: s was cut off, so a host
  * that reaches its end may be truncated and is not reported.
@@ -313,28 +453,43 @@ static void
 scan_region(struct uribl_extractor *x, const uint8_t *s, size_t len,
     bool drop_at_end)
 {
-	PCRE2_SIZE off = 0, *ov, hs, he;
-	int rc, g;
+	const struct uribl_patterns *pat = x->pat;
+	PCRE2_SIZE off = 0, *ov;
+	size_t starts[STARTS_MAX];
+	long i, n;
+	int rc;
 
 	/* a host has a dot, maybe %-escaped: without either, nothing here */
 	if (memchr(s, '.', len) == NULL && memchr(s, '%', len) == NULL)
 		return;
+	n = pat->prefilter ? gather_starts(s, len, starts) : -1;
+	/*
+	 * The unanchored search is an anchored attempt at each offset in
+	 * turn: make only those where a match can begin.  Same matches,
+	 * without the regex engine stepping over every byte.
+	 */
+	for (i = 0; i < n && !x->stopped; i++) {
+		if (starts[i] < off || (i > 0 && starts[i] == starts[i - 1]))
+			continue;
+		rc = pcre2_match(pat->anchored, (PCRE2_SPTR)s, len, starts[i],
+		    0, x->md, pat->mctx);
+		if (rc == PCRE2_ERROR_NOMATCH)
+			continue;
+		if (rc <= 0)
+			return; /* a limit: the rest is lost */
+		report_match(x, s, len, drop_at_end, rc);
+		ov = pcre2_get_ovector_pointer(x->md);
+		off = ov[1] > starts[i] ? ov[1] : starts[i] + 1;
+	}
+	if (n >= 0)
+		return;
 	while (off < len && !x->stopped) {
-		rc = pcre2_match(x->pat->code, (PCRE2_SPTR)s, len, off, 0,
-		    x->md, x->pat->mctx);
+		rc = pcre2_match(pat->code, (PCRE2_SPTR)s, len, off, 0, x->md,
+		    pat->mctx);
 		if (rc <= 0)
 			break; /* no match, or a limit: the rest is lost */
+		report_match(x, s, len, drop_at_end, rc);
 		ov = pcre2_get_ovector_pointer(x->md);
-		hs = he = PCRE2_UNSET;
-		for (g = 1; g < rc; g++) {
-			if (ov[2 * g] != PCRE2_UNSET) {
-				hs = ov[2 * g];
-				he = ov[2 * g + 1];
-				break;
-			}
-		}
-		if (hs != PCRE2_UNSET && !(drop_at_end && he == len))
-			report_host(x, s + hs, he - hs);
 		off = ov[1] > off ? ov[1] : off + 1;
 	}
 }

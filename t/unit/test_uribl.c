@@ -5,7 +5,8 @@
  * header fields (RFC 2047), quoted-printable and base64 bodies, nested
  * multiparts and enclosed messages, every message fed whole, byte by byte
  * and split at every offset, the scan cap, a stop asked by the caller,
- * and inputs built to be slow or deep.
+ * inputs built to be slow or deep, and the prefiltered scan against the
+ * plain one on random text.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -563,6 +564,65 @@ test_adversarial(void **state)
 	free(body);
 }
 
+/*
+ * The prefilter (regex only where a URI's literal begins) finds what the
+ * plain search finds: random text from pieces that start, break and
+ * nearly make URIs, as a header and as a body fed whole and in pieces.
+ */
+static void
+test_prefilter_same(void **state)
+{
+	static const char *const pieces[] = { "http", "https", "HTTP", "ftp",
+		"://", ":/", "/", "www", "WwW", "www1.", "www1234.", "href",
+		"HREF", "=", " = ", "\"", "'", "//", ".", "..", "%2e", "%2E",
+		"%", "@", "a", "x", "Ex", "-", "_", "0", "9", "192.0.2.1", " ",
+		"\n", "\t", "<", ">", "<a ", "h", "f", "w", "ttp", "tp", "s",
+		"example", "test", ".com", ".test", "user:pw@", "?q=1", "#",
+		"http://x.test", "www.y.test", "href='//z.test",
+		"ftp://q.test/", "\v", "\f", "\r", "\xa0", "\x85",
+		"href \t\n=", "www123.", "1", "12", "https://", "=\"",
+		"x-y:", "WWW.", "Href\f=" };
+	const char *hdrs[3] = { "Subject", NULL, NULL };
+	struct collect plain, pre;
+	struct run r;
+	char text[600];
+	unsigned int seed = 12345, iter, k, n, found = 0;
+	size_t len;
+
+	(void)state;
+	for (iter = 0; iter < 3000; iter++) {
+		len = 0;
+		n = 1 + (seed = seed * 1103515245u + 12345u) % 60;
+		for (k = 0; k < n; k++) {
+			const char *pc;
+
+			seed = seed * 1103515245u + 12345u;
+			pc = pieces[(seed >> 8) % SL_NELEM(pieces)];
+			if (len + strlen(pc) >= sizeof(text))
+				break;
+			memcpy(text + len, pc, strlen(pc));
+			len += strlen(pc);
+		}
+		text[len] = '\0';
+		memset(&r, 0, sizeof(r));
+		hdrs[1] = text;
+		r.headers = hdrs;
+		r.body = (const uint8_t *)text;
+		r.body_len = len;
+		r.chunk = iter % 7 == 0 ? 1 + iter % 13 : 0;
+		uribl_patterns_prefilter(pat_uri, false);
+		run_extract(&r, &plain, NULL, NULL);
+		uribl_patterns_prefilter(pat_uri, true);
+		run_extract(&r, &pre, NULL, NULL);
+		if (strcmp(plain.out, pre.out) != 0)
+			fail_msg("text \"%s\": plain \"%s\", prefilter \"%s\"",
+			    text, plain.out, pre.out);
+		found += plain.len > 0;
+	}
+	print_message("# %u of 3000 texts held hosts\n", found);
+	assert_true(found > 1000); /* not a comparison of empty lists */
+}
+
 int
 main(void)
 {
@@ -578,6 +638,7 @@ main(void)
 		cmocka_unit_test(test_long_text),
 		cmocka_unit_test(test_caps),
 		cmocka_unit_test(test_adversarial),
+		cmocka_unit_test(test_prefilter_same),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);

@@ -453,13 +453,22 @@ struct sock {
 	struct sock *next;
 };
 
+/* Spare queries a resolver keeps; none under ASan, which then sees a
+ * query used after its free. */
+#ifdef __SANITIZE_ADDRESS__
+#define QUERY_SPARE_MAX 0
+#else
+#define QUERY_SPARE_MAX 256
+#endif
+
 struct sl_dns_query {
 	struct sl_resolver *r;
 	sl_dns_fn fn;
 	void *arg;
-	char *name;
+	char *name; /* name_buf, or allocated if longer */
 	enum sl_dns_type type;
 	char sessid[32];
+	char name_buf[80];
 	struct event *timer;           /* the deadline (queries sent only) */
 	struct ans *hit;               /* an answer waiting for delivery ... */
 	struct sl_dns_result hit_res;  /* ... as delivered */
@@ -480,6 +489,10 @@ struct sl_resolver {
 	size_t cache_size;
 	char *servers;
 	struct sl_dns_query *queries;
+	/* freed queries kept for the next lookups (about a dozen a message),
+	 * linked by next */
+	struct sl_dns_query *spare;
+	size_t nspare;
 	/* answers known at once (cache hits, bad queries, immediate
 	 * failures), delivered in order by one event, never inside
 	 * sl_dns_lookup() */
@@ -567,8 +580,28 @@ query_free(struct sl_dns_query *q)
 	if (q->timer != NULL)
 		event_free(q->timer);
 	ans_free(&q->hit);
-	free(q->name);
-	free(q);
+	if (q->name != q->name_buf)
+		free(q->name);
+	if (r->nspare < QUERY_SPARE_MAX) {
+		q->next = r->spare;
+		r->spare = q;
+		r->nspare++;
+	} else
+		free(q);
+}
+
+/* A zeroed query: a spare one, or a new one. */
+static struct sl_dns_query *
+query_alloc(struct sl_resolver *r)
+{
+	struct sl_dns_query *q = r->spare;
+
+	if (q == NULL)
+		return sl_xcalloc(1, sizeof(*q));
+	r->spare = q->next;
+	r->nspare--;
+	memset(q, 0, sizeof(*q));
+	return q;
 }
 
 static void
@@ -890,6 +923,12 @@ sl_resolver_free(struct sl_resolver **rp)
 	ares_destroy(r->ch); /* every pending ares_cb: EDESTRUCTION */
 	while (r->queries != NULL)
 		query_free(r->queries);
+	while (r->spare != NULL) {
+		struct sl_dns_query *q = r->spare;
+
+		r->spare = q->next;
+		free(q);
+	}
 	while (r->socks != NULL)
 		sock_state_cb(r, r->socks->fd, 0, 0);
 	event_free(r->timer);
@@ -904,7 +943,7 @@ struct sl_dns_query *
 sl_resolver_lookup(struct sl_resolver *r, const char *sessid, const char *name,
     enum sl_dns_type type, sl_dns_fn fn, void *arg)
 {
-	struct sl_dns_query *q = sl_xcalloc(1, sizeof(*q));
+	struct sl_dns_query *q = query_alloc(r);
 	struct centry *e;
 	struct ans *a;
 	uint64_t now;
@@ -922,8 +961,12 @@ sl_resolver_lookup(struct sl_resolver *r, const char *sessid, const char *name,
 	if (type == SL_DNS_PTR &&
 	    sl_dns_reverse_name(name, NULL, rev, sizeof(rev)) == 0)
 		name = rev;
-	q->name = sl_xstrdup(name);
-	n = strlen(q->name);
+	n = strlen(name);
+	if (n < sizeof(q->name_buf)) {
+		memcpy(q->name_buf, name, n + 1);
+		q->name = q->name_buf;
+	} else
+		q->name = sl_xstrdup(name);
 	if (n > 1 && q->name[n - 1] == '.')
 		q->name[n - 1] = '\0';
 	q->next = r->queries;

@@ -27,6 +27,19 @@
 
 /* --- key/value notes --------------------------------------------------- */
 
+/* FNV-1a of a note's key; *len_r = its length. */
+static uint32_t
+kv_hash(const char *key, size_t *len_r)
+{
+	const unsigned char *p = (const unsigned char *)key;
+	uint32_t h = 2166136261u;
+
+	for (; *p != '\0'; p++)
+		h = (h ^ *p) * 16777619u;
+	*len_r = (size_t)(p - (const unsigned char *)key);
+	return h;
+}
+
 static struct sl_kv *
 kv_new(const char *key, size_t klen, const char *value, size_t vlen)
 {
@@ -35,6 +48,7 @@ kv_new(const char *key, size_t klen, const char *value, size_t vlen)
 	struct sl_kv *e = sl_xmalloc(sizeof(*e) + klen + 1 + room);
 
 	memcpy(e->key, key, klen + 1);
+	e->hash = kv_hash(e->key, &klen);
 	e->value = e->key + klen + 1;
 	e->room = room;
 	memcpy(e->value, value, vlen + 1);
@@ -47,10 +61,11 @@ static void
 kv_set(struct sl_kv **head, const char *key, const char *value)
 {
 	struct sl_kv **pp, *e;
-	size_t vlen = value != NULL ? strlen(value) : 0;
+	size_t klen, vlen = value != NULL ? strlen(value) : 0;
+	uint32_t h = kv_hash(key, &klen);
 
 	for (pp = head; *pp != NULL; pp = &(*pp)->next)
-		if (strcmp((*pp)->key, key) == 0)
+		if ((*pp)->hash == h && strcmp((*pp)->key, key) == 0)
 			break;
 	e = *pp;
 	if (e != NULL && value != NULL && vlen < e->room) {
@@ -58,7 +73,7 @@ kv_set(struct sl_kv **head, const char *key, const char *value)
 		return;
 	}
 	if (value != NULL) {
-		*pp = kv_new(key, strlen(key), value, vlen);
+		*pp = kv_new(key, klen, value, vlen);
 		(*pp)->next = e != NULL ? e->next : NULL;
 	} else if (e != NULL)
 		*pp = e->next;
@@ -68,8 +83,11 @@ kv_set(struct sl_kv **head, const char *key, const char *value)
 static const char *
 kv_get(const struct sl_kv *e, const char *key)
 {
+	size_t klen;
+	uint32_t h = kv_hash(key, &klen);
+
 	for (; e != NULL; e = e->next)
-		if (strcmp(e->key, key) == 0)
+		if (e->hash == h && strcmp(e->key, key) == 0)
 			return e->value;
 	return NULL;
 }

@@ -86,8 +86,9 @@ void sl_runtime_set_current(struct sl_runtime *rt);
 /* One allocation an entry: the key, then room for the value. */
 struct sl_kv {
 	struct sl_kv *next;
-	char *value; /* into key[]'s allocation */
-	size_t room; /* bytes there for the value, its NUL included */
+	char *value;   /* into key[]'s allocation */
+	size_t room;   /* bytes there for the value, its NUL included */
+	uint32_t hash; /* of key: most compares end there */
 	char key[];
 };
 

@@ -188,8 +188,10 @@ struct kconn {
 	long long points;         /* awards and denials */
 	unsigned int denials;
 	bool delivered;
-	bool counted;  /* the history of this session was written */
-	bool *awarded; /* [st->nawards] */
+	bool counted;              /* the history of this session was written */
+	bool *awarded;             /* [st->nawards] */
+	bool published;            /* the note and outcome say ... */
+	long long published_score; /* ... this score (publish) */
 };
 
 static const char *
@@ -228,6 +230,7 @@ kconn_reset(struct kconn *kc)
 	kc->denials = 0;
 	kc->delivered = false;
 	kc->counted = false;
+	kc->published = false;
 	if (kc->st->nawards > 0)
 		memset(kc->awarded, 0, kc->st->nawards * sizeof(*kc->awarded));
 }
@@ -275,6 +278,10 @@ publish(struct kconn *kc)
 		outcome = "fail";
 	else if (score >= kc->st->positive)
 		outcome = "pass";
+	if (kc->published && kc->published_score == score)
+		return outcome; /* every hook asks: only a change is written */
+	kc->published = true;
+	kc->published_score = score;
 	snprintf(buf, sizeof(buf), "%lld", score);
 	sl_conn_note_set(kc->conn, "karma.score", buf);
 	snprintf(buf, sizeof(buf), "score=%lld", score);

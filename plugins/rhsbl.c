@@ -71,6 +71,7 @@ struct rconn;
 
 struct rslot {
 	struct rconn *rc;
+	char raw[256];    /* what it was made from, when that fits */
 	char domain[256]; /* what is looked up; "" = nothing */
 	char what[300];   /* "sender=DOMAIN" for logs */
 	struct sl_dnslist_check *chk;
@@ -184,7 +185,16 @@ slot_set(struct rconn *rc, size_t k, const char *raw)
 {
 	struct rslot *s = &rc->slot[k];
 	char dom[256];
+	size_t n;
 
+	/* asked every hook, mostly with what it had: skip the work */
+	if (raw != NULL && s->raw[0] != '\0' && strcmp(raw, s->raw) == 0)
+		return;
+	n = raw != NULL ? strlen(raw) : 0;
+	if (n > 0 && n < sizeof(s->raw))
+		memcpy(s->raw, raw, n + 1);
+	else
+		s->raw[0] = '\0';
 	if (raw == NULL || !domain_norm(rc->st, raw, dom))
 		dom[0] = '\0';
 	if (strcmp(dom, s->domain) == 0)

@@ -214,7 +214,8 @@ pass(struct rfh_look *lk, const char *reason, const char *detail)
 	char d[300];
 
 	snprintf(d, sizeof(d), "%s%s%s", reason, detail[0] ? " " : "", detail);
-	sl_log(LOG_INFO, sl_conn_id(lk->conn),
+	/* a pass is in the queued line's results= */
+	sl_log(LOG_DEBUG, sl_conn_id(lk->conn),
 	    "plugin=%s verdict=pass sender=<%s> domain=%s reason=%s%s%s",
 	    lk->name, lk->sender, lk->domain, reason, detail[0] ? " " : "",
 	    detail);

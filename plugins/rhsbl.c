@@ -332,7 +332,8 @@ rconn_verdict(struct rconn *rc, int *code_r, const char **enh_r, char *text,
 		return SL_DECLINED;
 	}
 	if (first) {
-		sl_conn_log(rc->conn, rc->name, LOG_INFO, "verdict=pass %s",
+		/* a pass is in the queued line's results= */
+		sl_conn_log(rc->conn, rc->name, LOG_DEBUG, "verdict=pass %s",
 		    any ? names : "checked=none");
 		sl_conn_outcome_set(rc->conn, rc->name, any ? "pass" : "skip",
 		    any ? names : "nothing to look up");

@@ -482,7 +482,8 @@ decide(struct msg *m, int *code_r, const char **enh_r, char *text, size_t size)
 	if (failed == NULL) {
 		snprintf(detail, sizeof(detail), "names=%zu%s", m->nnames, cap);
 		sl_conn_outcome_set(m->conn, m->pname, "pass", detail);
-		sl_conn_log(m->conn, m->pname, LOG_INFO,
+		/* a pass is in the queued line's results= */
+		sl_conn_log(m->conn, m->pname, LOG_DEBUG,
 		    "verdict=pass names=%zu%s outcome=pass", m->nnames, cap);
 		return SL_DECLINED;
 	}

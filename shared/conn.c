@@ -514,6 +514,33 @@ sl_conn_outcome_set(struct sl_conn *c, const char *name, const char *outcome,
 		free(v);
 }
 
+size_t
+sl_conn_outcomes_line(const struct sl_conn *c, char *buf, size_t size)
+{
+	const size_t pre = sizeof("result.") - 1;
+	const struct sl_kv *e;
+	size_t o = 0, kn, vn;
+
+	buf[0] = '\0';
+	for (e = c->notes; e != NULL; e = e->next) {
+		if (strncmp(e->key, "result.", pre) != 0)
+			continue;
+		kn = strlen(e->key + pre);
+		vn = strcspn(e->value, " ");
+		if (o + (o > 0) + kn + 1 + vn >= size)
+			break; /* what fits; the plugins' lines have the rest */
+		if (o > 0)
+			buf[o++] = ',';
+		memcpy(buf + o, e->key + pre, kn);
+		o += kn;
+		buf[o++] = ':';
+		memcpy(buf + o, e->value, vn);
+		o += vn;
+		buf[o] = '\0';
+	}
+	return o;
+}
+
 void
 sl_conn_identity_reset(struct sl_conn *c)
 {

@@ -253,6 +253,13 @@ void sl_conn_free(struct sl_conn **cp);
  * tls.* notes stay) and its deferred mark.
  */
 void sl_conn_identity_reset(struct sl_conn *c);
+/*
+ * The plugins' outcomes so far as "NAME:OUTCOME,NAME:OUTCOME" (the first
+ * word of each result.NAME note, in the order they came), for the line
+ * that logs an accepted message; as many as fit in buf.  Returns the
+ * length ("" and 0 for none).
+ */
+size_t sl_conn_outcomes_line(const struct sl_conn *c, char *buf, size_t size);
 /* Sets remote_ip/port/addr from a sockaddr (or numeric text). */
 void sl_conn_set_remote(struct sl_conn *c, const void *sa, size_t salen);
 int sl_conn_set_remote_text(struct sl_conn *c, const char *ip,

@@ -20,7 +20,7 @@ command -v nsd >/dev/null && command -v dig >/dev/null ||
 [ -f "$SLUICE_BUILD/plugins/uribl.so" ] ||
 	skip_all "plugin not built ($SLUICE_BUILD/plugins/uribl.so)"
 
-plan 51
+plan 53
 setup_run
 
 # ---------------------------------------------------------------- DNS
@@ -170,8 +170,10 @@ Subject: clean
 see http://www.clean.test/ and https://other-clean.test/
 EOF
 )" '^250 ' "clean URIs: 250"
-like "$(log_after "$m")" 'plugin=uribl verdict=pass names=2 outcome=pass' \
-	"a pass is logged with the number of names and outcome=pass"
+like "$(log_after "$m")" 'debug: [0-9A-F]+ plugin=uribl verdict=pass names=2 outcome=pass' \
+	"a pass is logged at debug with the number of names and outcome=pass"
+like "$(log_after "$m")" 'info: [0-9A-F]+ queued txn=[0-9A-F.]+ size=[0-9]+ rcpts=1 results=([a-z_]+:[a-z]+,)*uribl:pass(,|[[:space:]]|$)' \
+	"... and at info in the queued line's results="
 
 m=$(log_mark)
 like "$(dot <<'EOF'
@@ -397,7 +399,7 @@ EOF
 
 # ---------------------------------------------------------------- milterd + Postfix
 if why=$(pf_milterd_why); then
-	skip 4 "$why"
+	skip 5 "$why"
 else
 	pf_milterd_setup
 	write_conf "$RUN/milterd.conf" <<EOF
@@ -425,6 +427,8 @@ EOF
 		"milterd: a listed URI is refused at the dot with the plugin's reply"
 	out=$(send clean 'see http://www.clean.test/ now')
 	like "$(dot_reply <<<"$out")" '^250 ' "milterd: a clean message is accepted"
+	grep -qE 'info: [0-9A-F]+ accepted txn=[0-9A-F.]+ size=[0-9]+ rcpts=1 results=uribl:pass$' "$RUN/milterd.log"
+	ok $? "milterd: the accepted line lists the outcome (results=uribl:pass)"
 	delivered() { grep -l -x -s "X-Case: clean" "$PFD"/mail/inbox/new/* >/dev/null 2>&1; }
 	wait_for delivered
 	ok $? "milterd: the clean message is delivered"

@@ -582,12 +582,15 @@ query_free(struct sl_dns_query *q)
 	ans_free(&q->hit);
 	if (q->name != q->name_buf)
 		free(q->name);
+#if QUERY_SPARE_MAX > 0
 	if (r->nspare < QUERY_SPARE_MAX) {
 		q->next = r->spare;
 		r->spare = q;
 		r->nspare++;
-	} else
-		free(q);
+		return;
+	}
+#endif
+	free(q);
 }
 
 /* A zeroed query: a spare one, or a new one. */

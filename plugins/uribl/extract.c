@@ -232,6 +232,36 @@ is_digits(const char *s, size_t n)
 }
 
 /* Parses a dotted-quad IPv4 address (1-3 digits per octet).  0 or -1. */
+/*
+ * "A.B.C.D" of four octets into buf (size bytes, 16 are always enough).
+ * Returns false if it does not fit.  (snprintf did this at several times
+ * the cost, for every IPv4 host found.)
+ */
+static bool
+put_quad(char *buf, size_t size, unsigned int a, unsigned int b, unsigned int c,
+    unsigned int d)
+{
+	const unsigned int o[4] = { a, b, c, d };
+	char tmp[16];
+	size_t n = 0;
+	int i;
+
+	for (i = 0; i < 4; i++) {
+		if (i > 0)
+			tmp[n++] = '.';
+		if (o[i] >= 100)
+			tmp[n++] = (char)('0' + o[i] / 100);
+		if (o[i] >= 10)
+			tmp[n++] = (char)('0' + o[i] / 10 % 10);
+		tmp[n++] = (char)('0' + o[i] % 10);
+	}
+	if (n >= size)
+		return false;
+	memcpy(buf, tmp, n);
+	buf[n] = '\0';
+	return true;
+}
+
 static int
 ipv4_parse(const char *s, unsigned int oct_r[4])
 {
@@ -308,8 +338,7 @@ host_normalise(const uint8_t *s, size_t len, char *out)
 		return 0;
 	if (ipv4_parse(out, oct) == -1)
 		return -1;
-	snprintf(out, URIBL_HOST_MAX + 1, "%u.%u.%u.%u", oct[0], oct[1], oct[2],
-	    oct[3]);
+	(void)put_quad(out, URIBL_HOST_MAX + 1, oct[0], oct[1], oct[2], oct[3]);
 	return 0;
 }
 
@@ -1442,8 +1471,7 @@ uribl_query_name(const struct uribl_suffixes *s, const char *host, char *buf,
 	const char *last, *name;
 
 	if (ipv4_parse(host, oct) == 0) {
-		if (snprintf(buf, size, "%u.%u.%u.%u", oct[3], oct[2], oct[1],
-		        oct[0]) >= (int)size)
+		if (!put_quad(buf, size, oct[3], oct[2], oct[1], oct[0]))
 			return URIBL_NAME_NONE;
 		return URIBL_NAME_IP;
 	}

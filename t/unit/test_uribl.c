@@ -51,6 +51,9 @@ test_query_name(void **state)
 		{ "com", "", URIBL_NAME_NONE },
 		{ "192.0.2.1", "1.2.0.192", URIBL_NAME_IP },
 		{ "203.0.113.254", "254.113.0.203", URIBL_NAME_IP },
+		{ "10.20.30.40", "40.30.20.10", URIBL_NAME_IP },
+		{ "0.0.0.0", "0.0.0.0", URIBL_NAME_IP },
+		{ "255.255.255.255", "255.255.255.255", URIBL_NAME_IP },
 	};
 	struct sl_strlist extra;
 	char co_test[] = "CO.test.", *items[] = { co_test };
@@ -75,6 +78,11 @@ test_query_name(void **state)
 	/* too small a buffer is no name, never a truncated one */
 	assert_int_equal(uribl_query_name(s, "www.example.com", buf, 11),
 	    URIBL_NAME_NONE);
+	assert_int_equal(uribl_query_name(s, "192.0.2.1", buf, 9),
+	    URIBL_NAME_NONE);
+	assert_int_equal(uribl_query_name(s, "192.0.2.1", buf, 10),
+	    URIBL_NAME_IP);
+	assert_string_equal(buf, "1.2.0.192");
 	uribl_suffixes_free(&s);
 	assert_null(s);
 }

@@ -22,8 +22,8 @@
 # of sluice-smtpd and of NSD (/proc utime+stime before/after).  The issue's
 # target: "dns" at most 20% fewer messages per second than "none" at c=100.
 # Client and server share this machine's CPUs, so one run can be off by
-# 10-20%: the rows take turns for BENCH_DNS_ROUNDS rounds (none, dns, ...,
-# none, dns, ...) and the summary compares the medians.
+# 10-20%: at each concurrency the rows run back to back (none, dns, ...),
+# for BENCH_DNS_ROUNDS rounds, and the summary compares the medians.
 # Knobs: BENCH_DNS_MSGS=20000 BENCH_DNS_CONC="1 10 100" BENCH_DNS_REUSE=0
 #        BENCH_DNS_ROWS="none dns dns-nocache" BENCH_SIZE=1000
 #        BENCH_DNS_ROUNDS=3
@@ -167,20 +167,23 @@ median() { # numbers...: the middle one (the lower middle of an even count)
 	printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { if (NR) print v[int((NR + 1) / 2)] }'
 }
 
+# The rows compared run back to back at each concurrency, so that a slow
+# spell of the machine hits both rather than one.
 for ((round = 1; round <= ROUNDS; round++)); do
-	for r in $ROWSET; do
-		start_row "$r"
-		# one message first: warms nothing that matters, but shows the
-		# configuration accepts mail (a refusal would void the row)
-		if ! smtp-source -m 1 -M localhost.sluice.test -f alice@sluice.test \
-			-t bob@sluice.test -F "$RUN/msg.eml" "127.0.0.1:$SRV_PORT" \
-			>"$RUN/check.out" 2>&1 || [ -s "$RUN/check.out" ]; then
-			die "$r: the check message was not accepted: $(head -c 300 "$RUN/check.out"; tail -n 5 "$RUN/smtpd.log")"
-		fi
-		for c in $CONC; do
+	for c in $CONC; do
+		for r in $ROWSET; do
+			start_row "$r"
+			# one message first: warms nothing that matters, but shows
+			# the configuration accepts mail (a refusal would void
+			# the row)
+			if ! smtp-source -m 1 -M localhost.sluice.test -f alice@sluice.test \
+				-t bob@sluice.test -F "$RUN/msg.eml" "127.0.0.1:$SRV_PORT" \
+				>"$RUN/check.out" 2>&1 || [ -s "$RUN/check.out" ]; then
+				die "$r: the check message was not accepted: $(head -c 300 "$RUN/check.out"; tail -n 5 "$RUN/smtpd.log")"
+			fi
 			run_one "$r" "$c" "$round"
+			sluice_stop
 		done
-		sluice_stop
 	done
 done
 

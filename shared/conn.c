@@ -27,28 +27,17 @@
 
 /* --- key/value notes --------------------------------------------------- */
 
-/* FNV-1a of a note's key; *len_r = its length. */
-static uint32_t
-kv_hash(const char *key, size_t *len_r)
-{
-	const unsigned char *p = (const unsigned char *)key;
-	uint32_t h = 2166136261u;
-
-	for (; *p != '\0'; p++)
-		h = (h ^ *p) * 16777619u;
-	*len_r = (size_t)(p - (const unsigned char *)key);
-	return h;
-}
-
+/* key[0..klen) hashes to hash. */
 static struct sl_kv *
-kv_new(const char *key, size_t klen, const char *value, size_t vlen)
+kv_new(const char *key, size_t klen, uint32_t hash, const char *value,
+    size_t vlen)
 {
 	/* a little slack, so that an outcome's update fits in place */
 	size_t room = vlen + 1 + 16;
 	struct sl_kv *e = sl_xmalloc(sizeof(*e) + klen + 1 + room);
 
 	memcpy(e->key, key, klen + 1);
-	e->hash = kv_hash(e->key, &klen);
+	e->hash = hash;
 	e->value = e->key + klen + 1;
 	e->room = room;
 	memcpy(e->value, value, vlen + 1);
@@ -61,8 +50,8 @@ static void
 kv_set(struct sl_kv **head, const char *key, const char *value)
 {
 	struct sl_kv **pp, *e;
-	size_t klen, vlen = value != NULL ? strlen(value) : 0;
-	uint32_t h = kv_hash(key, &klen);
+	size_t klen = strlen(key), vlen = value != NULL ? strlen(value) : 0;
+	uint32_t h = sl_fnv1a(key, klen);
 
 	for (pp = head; *pp != NULL; pp = &(*pp)->next)
 		if ((*pp)->hash == h && strcmp((*pp)->key, key) == 0)
@@ -73,7 +62,7 @@ kv_set(struct sl_kv **head, const char *key, const char *value)
 		return;
 	}
 	if (value != NULL) {
-		*pp = kv_new(key, klen, value, vlen);
+		*pp = kv_new(key, klen, h, value, vlen);
 		(*pp)->next = e != NULL ? e->next : NULL;
 	} else if (e != NULL)
 		*pp = e->next;
@@ -83,8 +72,7 @@ kv_set(struct sl_kv **head, const char *key, const char *value)
 static const char *
 kv_get(const struct sl_kv *e, const char *key)
 {
-	size_t klen;
-	uint32_t h = kv_hash(key, &klen);
+	uint32_t h = sl_fnv1a(key, strlen(key));
 
 	for (; e != NULL; e = e->next)
 		if (e->hash == h && strcmp(e->key, key) == 0)
@@ -477,14 +465,18 @@ sl_conn_note_get(const struct sl_conn *c, const char *key)
 	return kv_get(c->notes, key);
 }
 
+/* An outcome's note is RESULT_PREFIX "NAME". */
+#define RESULT_PREFIX "result."
+#define RESULT_PREFIX_LEN (sizeof(RESULT_PREFIX) - 1)
+
 /* "result.NAME" into key (size > 7), cut to fit as snprintf would. */
 static void
 outcome_key(char *key, size_t size, const char *name)
 {
-	const size_t pre = sizeof("result.") - 1;
+	const size_t pre = RESULT_PREFIX_LEN;
 	size_t n = strnlen(name, size - pre - 1);
 
-	memcpy(key, "result.", pre);
+	memcpy(key, RESULT_PREFIX, pre);
 	memcpy(key + pre, name, n);
 	key[pre + n] = '\0';
 }
@@ -517,13 +509,13 @@ sl_conn_outcome_set(struct sl_conn *c, const char *name, const char *outcome,
 size_t
 sl_conn_outcomes_line(const struct sl_conn *c, char *buf, size_t size)
 {
-	const size_t pre = sizeof("result.") - 1;
+	const size_t pre = RESULT_PREFIX_LEN;
 	const struct sl_kv *e;
 	size_t o = 0, kn, vn;
 
 	buf[0] = '\0';
 	for (e = c->notes; e != NULL; e = e->next) {
-		if (strncmp(e->key, "result.", pre) != 0)
+		if (strncmp(e->key, RESULT_PREFIX, pre) != 0)
 			continue;
 		kn = strlen(e->key + pre);
 		vn = strcspn(e->value, " ");

@@ -401,6 +401,8 @@ void sl_ipcount_release(const uint8_t addr[16]);
 unsigned int sl_ipcount_get(const uint8_t addr[16]);
 /* FNV-1a of a 16-byte address, for per-address tables. */
 uint32_t sl_addr_hash(const uint8_t addr[16]);
+/* FNV-1a of p[0..n), for in-memory tables. */
+uint32_t sl_fnv1a(const void *p, size_t n);
 
 /* --- spool ------------------------------------------------------------- */
 

@@ -556,14 +556,21 @@ static struct ipc *ipc_tab[IPC_BUCKETS];
 static unsigned int ipc_total;
 
 uint32_t
-sl_addr_hash(const uint8_t a[16])
+sl_fnv1a(const void *p, size_t n)
 {
+	const uint8_t *b = p;
 	uint32_t h = 2166136261u;
 	size_t i;
 
-	for (i = 0; i < 16; i++)
-		h = (h ^ a[i]) * 16777619u;
+	for (i = 0; i < n; i++)
+		h = (h ^ b[i]) * 16777619u;
 	return h;
+}
+
+uint32_t
+sl_addr_hash(const uint8_t a[16])
+{
+	return sl_fnv1a(a, 16);
 }
 
 static struct ipc **

@@ -960,7 +960,7 @@ sl_resolver_lookup(struct sl_resolver *r, const char *sessid, const char *name,
 	if (sessid == NULL)
 		sessid = "-";
 	n = strnlen(sessid, sizeof(q->sessid) - 1);
-	memcpy(q->sessid, sessid, n); /* zeroed by calloc */
+	memcpy(q->sessid, sessid, n); /* query_alloc zeroed the rest */
 	if (type == SL_DNS_PTR &&
 	    sl_dns_reverse_name(name, NULL, rev, sizeof(rev)) == 0)
 		name = rev;

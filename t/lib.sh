@@ -329,6 +329,7 @@ write_conf() {
 }
 
 # wait_smtp PORT [TIMEOUT_S] [HOST]: true once a server sends "220 ..."
+# (after QUIT, and the server's close, of that probe session)
 wait_smtp() {
 	local port=$1 t=${2:-10} host=${3:-127.0.0.1} i line
 	for ((i = 0; i < t * 50; i++)); do
@@ -336,7 +337,11 @@ wait_smtp() {
 			line=
 			IFS= read -r -t 2 line <&3
 			printf 'QUIT\r\n' >&3 2>/dev/null
-			IFS= read -r -t 1 _ <&3
+			# read up to the server's close (1 s a line at most): it
+			# releases the probe's connection slot before closing, so
+			# the caller's own connections never race the probe's
+			# (max_connections_per_ip)
+			while IFS= read -r -t 1 _ <&3; do :; done
 			exec 3<&- 3>&-
 			[[ $line == 220* ]] && return 0
 		fi

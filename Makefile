@@ -107,6 +107,7 @@ $(B)/plugins/auth/flat_file.so: PLUGIN_LIBS += -lcrypt
 
 # The DNS-list plugins include the core's shared/dnslist.h.
 $(B)/plugins/dnsbl.so $(B)/plugins/rhsbl.so: shared/dnslist.h
+$(B)/plugins/dnsbl.so: shared/ttlmap.h shared/core.h
 
 $(B)/t/plugins/%.so: t/plugins/%.c $(PUBLIC_H)
 	@mkdir -p $(dir $@)

@@ -27,7 +27,9 @@
 
 #include <sluice/plugin.h>
 
+#include "core.h"
 #include "dnslist.h"
+#include "ttlmap.h"
 #include "xmalloc.h"
 
 static const char *const check_at_names[] = { "connect", "helo", "mail", "rcpt",
@@ -85,9 +87,7 @@ static const struct sl_conf_def dnsbl_conf[] = {
 /* --- the verdict cache ------------------------------------------------ */
 
 struct centry {
-	struct centry *hnext;         /* hash chain */
-	struct centry *older, *newer; /* insertion order */
-	int64_t expires_ms;
+	struct sl_ttlnode node; /* first: the table's node is the entry */
 	enum sl_dnslist_status status;
 	long long score;
 	char *zone, *txt, *listed;
@@ -96,19 +96,30 @@ struct centry {
 
 struct dnsbl_cache {
 	pthread_mutex_t mu;
-	size_t max, count, nbuckets; /* nbuckets: a power of two */
-	struct centry **buckets;
-	struct centry *oldest, *newest;
+	struct sl_ttlmap map;
 };
 
-static size_t
-cache_hash(const struct dnsbl_cache *c, const char *ip)
+static bool
+centry_match(const struct sl_ttlnode *n, const void *ip)
 {
-	uint32_t h = 2166136261u; /* FNV-1a */
+	return strcmp(((const struct centry *)n)->ip, ip) == 0;
+}
 
-	for (; *ip != '\0'; ip++)
-		h = (h ^ (unsigned char)*ip) * 16777619u;
-	return h & (c->nbuckets - 1);
+static void
+centry_free(struct sl_ttlnode *n)
+{
+	struct centry *e = (struct centry *)n;
+
+	free(e->zone);
+	free(e->txt);
+	free(e->listed);
+	free(e);
+}
+
+static uint32_t
+ip_hash(const char *ip)
+{
+	return sl_fnv1a(ip, strlen(ip));
 }
 
 static struct dnsbl_cache *
@@ -117,47 +128,9 @@ cache_new(size_t max)
 	struct dnsbl_cache *c;
 
 	c = sl_xcalloc(1, sizeof(*c));
-	c->max = max;
-	c->nbuckets = 16;
-	while (c->nbuckets < max && c->nbuckets < (1u << 20))
-		c->nbuckets <<= 1;
-	c->buckets = sl_xcalloc(c->nbuckets, sizeof(*c->buckets));
+	sl_ttlmap_init(&c->map, max, centry_free);
 	pthread_mutex_init(&c->mu, NULL);
 	return c;
-}
-
-static void
-centry_free(struct centry *e)
-{
-	free(e->zone);
-	free(e->txt);
-	free(e->listed);
-	free(e);
-}
-
-/* Unlinks e (under the lock) and frees it. */
-static void
-cache_remove(struct dnsbl_cache *c, struct centry *e)
-{
-	struct centry **pp;
-
-	for (pp = &c->buckets[cache_hash(c, e->ip)]; *pp != NULL;
-	     pp = &(*pp)->hnext) {
-		if (*pp == e) {
-			*pp = e->hnext;
-			break;
-		}
-	}
-	if (e->older != NULL)
-		e->older->newer = e->newer;
-	else
-		c->oldest = e->newer;
-	if (e->newer != NULL)
-		e->newer->older = e->older;
-	else
-		c->newest = e->older;
-	c->count--;
-	centry_free(e);
 }
 
 static void
@@ -167,23 +140,10 @@ cache_free(struct dnsbl_cache **cp)
 
 	if (c == NULL)
 		return;
-	while (c->oldest != NULL)
-		cache_remove(c, c->oldest);
+	sl_ttlmap_clear(&c->map);
 	pthread_mutex_destroy(&c->mu);
-	free(c->buckets);
 	free(c);
 	*cp = NULL;
-}
-
-static struct centry *
-cache_find(struct dnsbl_cache *c, const char *ip)
-{
-	struct centry *e;
-
-	for (e = c->buckets[cache_hash(c, ip)]; e != NULL; e = e->hnext)
-		if (strcmp(e->ip, ip) == 0)
-			return e;
-	return NULL;
 }
 
 /* Copies a live entry for ip into res; false if there is none. */
@@ -191,20 +151,18 @@ static bool
 cache_get(struct dnsbl_cache *c, const char *ip, struct sl_dnslist_result *res)
 {
 	struct centry *e;
-	int64_t now = sl_now_ms();
+	uint64_t now = (uint64_t)sl_now_ms();
 	bool hit = false;
 
 	pthread_mutex_lock(&c->mu);
-	e = cache_find(c, ip);
-	if (e != NULL && e->expires_ms <= now) {
-		cache_remove(c, e);
-		e = NULL;
-	}
+	e = (struct centry *)sl_ttlmap_find(&c->map, ip_hash(ip), centry_match,
+	    ip, now);
 	if (e != NULL) {
 		memset(res, 0, sizeof(*res));
 		res->status = e->status;
 		res->score = e->score;
-		res->ttl = (unsigned int)((e->expires_ms - now + 999) / 1000);
+		res->ttl =
+		    (unsigned int)((e->node.expires_ms - now + 999) / 1000);
 		snprintf(res->zone, sizeof(res->zone), "%s",
 		    e->zone != NULL ? e->zone : "");
 		snprintf(res->txt, sizeof(res->txt), "%s",
@@ -227,33 +185,21 @@ static void
 cache_put(struct dnsbl_cache *c, const char *ip,
     const struct sl_dnslist_result *res, unsigned int ttl_ms)
 {
-	struct centry *e, *old;
+	struct centry *e;
 
 	if (ttl_ms == 0 || strlen(ip) >= sizeof(e->ip))
 		return;
 	e = sl_xcalloc(1, sizeof(*e));
 	snprintf(e->ip, sizeof(e->ip), "%s", ip);
-	e->expires_ms = sl_now_ms() + ttl_ms;
+	e->node.hash = ip_hash(ip);
+	e->node.expires_ms = (uint64_t)sl_now_ms() + ttl_ms;
 	e->status = res->status;
 	e->score = res->score;
 	e->zone = dup_or_null(res->zone);
 	e->txt = dup_or_null(res->txt);
 	e->listed = dup_or_null(res->listed);
 	pthread_mutex_lock(&c->mu);
-	old = cache_find(c, ip);
-	if (old != NULL)
-		cache_remove(c, old);
-	while (c->count >= c->max && c->oldest != NULL)
-		cache_remove(c, c->oldest);
-	e->hnext = c->buckets[cache_hash(c, ip)];
-	c->buckets[cache_hash(c, ip)] = e;
-	e->older = c->newest;
-	if (c->newest != NULL)
-		c->newest->newer = e;
-	else
-		c->oldest = e;
-	c->newest = e;
-	c->count++;
+	sl_ttlmap_put(&c->map, &e->node, centry_match, e->ip);
 	pthread_mutex_unlock(&c->mu);
 }
 

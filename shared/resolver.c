@@ -20,6 +20,7 @@
 #include "core.h"
 #include "log.h"
 #include "resolver.h"
+#include "ttlmap.h"
 #include "xmalloc.h"
 
 /* --- an owned result -------------------------------------------------- */
@@ -262,18 +263,19 @@ sl_dns_servers_csv(const struct sl_strlist *l, char **csv_r, char **error_r)
 /* --- cache ------------------------------------------------------------- */
 
 struct centry {
+	struct sl_ttlnode node; /* first: the table's node is the entry */
 	struct ans *a;
-	uint64_t expires; /* ms */
-	uint32_t hash;
-	struct centry *hnext;
-	struct centry *older, *newer;
 };
 
 struct sl_dns_cache {
-	size_t max, count, nbuckets;
-	struct centry **buckets;
-	struct centry *oldest, *newest;
+	struct sl_ttlmap map;
 	struct sl_dns_result out;
+};
+
+/* what a cache entry is looked up by */
+struct ckey {
+	const char *name;
+	enum sl_dns_type type;
 };
 
 static uint32_t
@@ -288,47 +290,39 @@ key_hash(const char *name, enum sl_dns_type type)
 	return h;
 }
 
+static bool
+centry_match(const struct sl_ttlnode *n, const void *key)
+{
+	const struct centry *e = (const struct centry *)n;
+	const struct ckey *k = key;
+
+	return e->a->res.type == k->type &&
+	    strcasecmp(e->a->name, k->name) == 0;
+}
+
+static void
+centry_free(struct sl_ttlnode *n)
+{
+	struct centry *e = (struct centry *)n;
+
+	ans_free(&e->a);
+	free(e);
+}
+
 struct sl_dns_cache *
 sl_dns_cache_new(size_t max_entries)
 {
 	struct sl_dns_cache *c = sl_xcalloc(1, sizeof(*c));
 
-	sl_dns_cache_reset(c, max_entries);
+	sl_ttlmap_init(&c->map, max_entries, centry_free);
 	return c;
-}
-
-static void
-centry_unlink(struct sl_dns_cache *c, struct centry *e)
-{
-	struct centry **pp = &c->buckets[e->hash & (c->nbuckets - 1)];
-
-	while (*pp != e)
-		pp = &(*pp)->hnext;
-	*pp = e->hnext;
-	if (e->older != NULL)
-		e->older->newer = e->newer;
-	else
-		c->oldest = e->newer;
-	if (e->newer != NULL)
-		e->newer->older = e->older;
-	else
-		c->newest = e->older;
-	ans_free(&e->a);
-	free(e);
-	c->count--;
 }
 
 void
 sl_dns_cache_reset(struct sl_dns_cache *c, size_t max_entries)
 {
-	while (c->oldest != NULL)
-		centry_unlink(c, c->oldest);
-	free(c->buckets);
-	c->max = max_entries;
-	c->nbuckets = 16;
-	while (c->nbuckets < max_entries && c->nbuckets < (1u << 20))
-		c->nbuckets *= 2;
-	c->buckets = sl_xcalloc(c->nbuckets, sizeof(*c->buckets));
+	sl_ttlmap_clear(&c->map);
+	sl_ttlmap_init(&c->map, max_entries, centry_free);
 }
 
 void
@@ -338,29 +332,15 @@ sl_dns_cache_free(struct sl_dns_cache **cp)
 
 	if (c == NULL)
 		return;
-	sl_dns_cache_reset(c, 0);
-	free(c->buckets);
+	sl_ttlmap_clear(&c->map);
 	free(c);
 	*cp = NULL;
-}
-
-static struct centry *
-cache_find(struct sl_dns_cache *c, const char *name, enum sl_dns_type type,
-    uint32_t h)
-{
-	struct centry *e;
-
-	for (e = c->buckets[h & (c->nbuckets - 1)]; e != NULL; e = e->hnext)
-		if (e->hash == h && e->a->res.type == type &&
-		    strcasecmp(e->a->name, name) == 0)
-			return e;
-	return NULL;
 }
 
 static bool
 cacheable(const struct sl_dns_cache *c, const struct sl_dns_result *res)
 {
-	return c->max > 0 && res->ttl > 0 &&
+	return c->map.max > 0 && res->ttl > 0 &&
 	    (res->status == SL_DNS_OK || res->status == SL_DNS_NXDOMAIN ||
 	        res->status == SL_DNS_NODATA);
 }
@@ -370,27 +350,13 @@ static void
 cache_put_ans(struct sl_dns_cache *c, struct ans *a, uint64_t now_ms)
 {
 	const struct sl_dns_result *res = &a->res;
-	uint32_t h = key_hash(res->name, res->type);
-	struct centry *e;
+	const struct ckey k = { res->name, res->type };
+	struct centry *e = sl_xcalloc(1, sizeof(*e));
 
-	e = cache_find(c, res->name, res->type, h);
-	if (e != NULL)
-		centry_unlink(c, e);
-	while (c->count >= c->max)
-		centry_unlink(c, c->oldest);
-	e = sl_xcalloc(1, sizeof(*e));
 	e->a = a;
-	e->hash = h;
-	e->expires = now_ms + (uint64_t)res->ttl * 1000;
-	e->hnext = c->buckets[h & (c->nbuckets - 1)];
-	c->buckets[h & (c->nbuckets - 1)] = e;
-	e->older = c->newest;
-	if (c->newest != NULL)
-		c->newest->newer = e;
-	else
-		c->oldest = e;
-	c->newest = e;
-	c->count++;
+	e->node.hash = key_hash(res->name, res->type);
+	e->node.expires_ms = now_ms + (uint64_t)res->ttl * 1000;
+	sl_ttlmap_put(&c->map, &e->node, centry_match, &k);
 }
 
 void
@@ -406,16 +372,10 @@ static struct centry *
 cache_live(struct sl_dns_cache *c, const char *name, enum sl_dns_type type,
     uint64_t now_ms)
 {
-	struct centry *e;
+	const struct ckey k = { name, type };
 
-	if (c->max == 0)
-		return NULL;
-	e = cache_find(c, name, type, key_hash(name, type));
-	if (e != NULL && e->expires <= now_ms) {
-		centry_unlink(c, e);
-		e = NULL;
-	}
-	return e;
+	return (struct centry *)sl_ttlmap_find(&c->map, key_hash(name, type),
+	    centry_match, &k, now_ms);
 }
 
 /* e's answer as a hit at now_ms: the TTL left, rounded up */
@@ -423,7 +383,7 @@ static void
 hit_result(const struct centry *e, uint64_t now_ms, struct sl_dns_result *out)
 {
 	*out = e->a->res;
-	out->ttl = (unsigned int)((e->expires - now_ms + 999) / 1000);
+	out->ttl = (unsigned int)((e->node.expires_ms - now_ms + 999) / 1000);
 	out->cached = true;
 }
 
@@ -442,7 +402,7 @@ sl_dns_cache_get(struct sl_dns_cache *c, const char *name,
 size_t
 sl_dns_cache_count(const struct sl_dns_cache *c)
 {
-	return c->count;
+	return c->map.count;
 }
 
 /* --- the resolver ------------------------------------------------------ */

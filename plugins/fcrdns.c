@@ -263,19 +263,6 @@ fc_finish(struct fc_conn *fc, enum fc_result res, const char *detail)
 	sl_async_done(&fc->a, v);
 }
 
-static bool
-rr_matches(const struct fc_conn *fc, const struct sl_dns_result *r)
-{
-	size_t i;
-
-	for (i = 0; i < r->count; i++) {
-		if (fc->v6 ? memcmp(r->rr[i].addr, fc->addr, 16) == 0
-		           : memcmp(r->rr[i].addr, fc->addr + 12, 4) == 0)
-			return true;
-	}
-	return false;
-}
-
 /* Every forward lookup answered, none with the client's address. */
 static void
 fwd_conclude(struct fc_conn *fc)
@@ -313,7 +300,7 @@ fwd_answer(void *arg, const struct sl_dns_result *r)
 	fw->q = NULL;
 	fw->status = r->status;
 	fc->pending--;
-	if (r->status == SL_DNS_OK && rr_matches(fc, r)) {
+	if (r->status == SL_DNS_OK && sl_dns_has_addr(r, fc->addr)) {
 		snprintf(fc->name, sizeof(fc->name), "%s", fw->name);
 		fc_finish(fc, FC_PASS, fc->name); /* cancels the others */
 		return;

@@ -386,19 +386,6 @@ hc_finish(struct helo_conn *hc, enum reason r)
 	sl_async_done(&hc->a, v);
 }
 
-static bool
-rr_matches(const struct helo_conn *hc, const struct sl_dns_result *r)
-{
-	size_t i;
-
-	for (i = 0; i < r->count; i++) {
-		if (hc->v6 ? memcmp(r->rr[i].addr, hc->addr, 16) == 0
-		           : memcmp(r->rr[i].addr, hc->addr + 12, 4) == 0)
-			return true;
-	}
-	return false;
-}
-
 /*
  * Whether the name is still the connection client's.  After XCLIENT to a
  * client this instance skips (skip=relay), connect did not run again to
@@ -423,7 +410,7 @@ dns_answer(void *arg, const struct sl_dns_result *r)
 		hc_reset(hc); /* another client's: forget it */
 		return;
 	}
-	if (r->status == SL_DNS_OK && rr_matches(hc, r)) {
+	if (r->status == SL_DNS_OK && sl_dns_has_addr(r, hc->addr)) {
 		hc->via = "dns";
 		hc_finish(hc, R_PASS);
 		return;

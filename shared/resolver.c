@@ -130,6 +130,22 @@ sl_dns_status_name(enum sl_dns_status s)
 	return "error";
 }
 
+bool
+sl_dns_has_addr(const struct sl_dns_result *r, const uint8_t addr[16])
+{
+	static const uint8_t v4mapped[12] = { [10] = 0xff, [11] = 0xff };
+	bool v4 = memcmp(addr, v4mapped, sizeof(v4mapped)) == 0;
+	size_t i;
+
+	if (r->type != (v4 ? SL_DNS_A : SL_DNS_AAAA))
+		return false;
+	for (i = 0; i < r->count; i++)
+		if (v4 ? memcmp(r->rr[i].addr, addr + 12, 4) == 0
+		       : memcmp(r->rr[i].addr, addr, 16) == 0)
+			return true;
+	return false;
+}
+
 const char *
 sl_dns_type_name(enum sl_dns_type t)
 {

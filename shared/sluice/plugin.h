@@ -498,6 +498,12 @@ struct sl_dns_query *sl_dns_lookup(struct sl_conn *c, const char *name,
 void sl_dns_cancel(struct sl_dns_query **qp);
 /* "ok", "nxdomain", "nodata", "timeout", "servfail", "error" */
 const char *sl_dns_status_name(enum sl_dns_status s);
+/*
+ * Whether an address record of r is addr (16 bytes, an IPv4 address in
+ * its ::ffff:a.b.c.d form): an A record for an IPv4 address, an AAAA
+ * record otherwise.  For forward-confirming a client's address.
+ */
+bool sl_dns_has_addr(const struct sl_dns_result *r, const uint8_t addr[16]);
 /* "A", "AAAA", "TXT", "PTR", "MX" */
 const char *sl_dns_type_name(enum sl_dns_type t);
 

@@ -198,6 +198,35 @@ test_settle(void **state)
 	event_base_free(base);
 }
 
+/* sl_dns_has_addr: A for a (v4-mapped) IPv4 address, AAAA otherwise */
+static void
+test_has_addr(void **state)
+{
+	static const uint8_t
+	    v4[16] = { [10] = 0xff, [11] = 0xff, 192, 0, 2, 1 };
+	static const uint8_t v6[16] = { 0x20, 0x01, 0x0d, 0xb8, [15] = 1 };
+	struct sl_dns_rr rr[2] = { { .addr = { 192, 0, 2, 9 } },
+		{ .addr = { 192, 0, 2, 1 } } };
+	struct sl_dns_result r = { .status = SL_DNS_OK,
+		.type = SL_DNS_A,
+		.count = 2,
+		.rr = rr };
+
+	(void)state;
+	assert_true(sl_dns_has_addr(&r, v4));  /* the second record */
+	assert_false(sl_dns_has_addr(&r, v6)); /* an A answer, IPv6 client */
+	r.count = 1;
+	assert_false(sl_dns_has_addr(&r, v4));
+	memcpy(rr[0].addr, v6, 16);
+	r.type = SL_DNS_AAAA;
+	assert_true(sl_dns_has_addr(&r, v6));
+	assert_false(sl_dns_has_addr(&r, v4)); /* an AAAA answer, IPv4 client */
+	rr[0].addr[15] = 2;
+	assert_false(sl_dns_has_addr(&r, v6));
+	r.count = 0;
+	assert_false(sl_dns_has_addr(&r, v6));
+}
+
 int
 main(void)
 {
@@ -206,6 +235,7 @@ main(void)
 		cmocka_unit_test(test_reverse),
 		cmocka_unit_test(test_cache),
 		cmocka_unit_test(test_settle),
+		cmocka_unit_test(test_has_addr),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

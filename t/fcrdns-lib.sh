@@ -81,11 +81,7 @@ Z
 	"$SLUICE_SRC/t/nsd.sh" zone "$nsd" fc.test "$RUN/fc.test.zone"
 	"$SLUICE_SRC/t/nsd.sh" zone "$nsd" 100.51.198.in-addr.arpa "$RUN/rev4.zone"
 	"$SLUICE_SRC/t/nsd.sh" zone "$nsd" 8.b.d.0.1.0.0.2.ip6.arpa "$RUN/rev6.zone"
-	"$SLUICE_SRC/t/nsd.sh" start "$nsd" || {
-		echo "Bail out! nsd did not start"
-		exit 1
-	}
-	track_pid "$("$SLUICE_SRC/t/nsd.sh" pid "$nsd")"
+	nsd_start "$nsd"
 	SLUICE_CONF_BASE="local_domains sluice.test
 trusted_proxies 127.0.0.1/32
 relay_clients 192.0.2.0/24

@@ -561,6 +561,17 @@ log_lacks() {
 	ok $? "$3" || diag "$(grep -E -- "$2" <<<"$1")"
 }
 
+# nsd_start DIR: start the private NSD that "t/nsd.sh create DIR PORT"
+# made, stopped at exit; sets NSD_PID.  Bails out if it does not start.
+nsd_start() {
+	"$SLUICE_SRC/t/nsd.sh" start "$1" || {
+		echo "Bail out! nsd did not start"
+		exit 1
+	}
+	NSD_PID=$("$SLUICE_SRC/t/nsd.sh" pid "$1")
+	track_pid "$NSD_PID"
+}
+
 # udp_silent PORT: a UDP socket on 127.0.0.1:PORT that never answers (a
 # DNS server that times out), in the background, tracked; 300 s at most.
 # Returns once the socket is bound (before, a query would be refused by

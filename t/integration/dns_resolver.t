@@ -15,11 +15,7 @@ setup_run
 
 NSD_PORT=$(free_port)
 "$SLUICE_SRC/t/nsd.sh" create "$RUN/nsd" "$NSD_PORT"
-"$SLUICE_SRC/t/nsd.sh" start "$RUN/nsd" || {
-	echo "Bail out! nsd did not start"
-	exit 1
-}
-track_pid "$("$SLUICE_SRC/t/nsd.sh" pid "$RUN/nsd")"
+nsd_start "$RUN/nsd"
 
 write_conf "$RUN/smtpd.conf" <<EOF
 local_domains sluice.test

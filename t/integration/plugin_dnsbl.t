@@ -75,15 +75,7 @@ EOF
 for z in zen bl low wl; do
 	"$SLUICE_SRC/t/nsd.sh" zone "$NSD" "$z.sluice.test" "$RUN/$z.zone"
 done
-nsd_start() {
-	"$SLUICE_SRC/t/nsd.sh" start "$NSD" || {
-		echo "Bail out! nsd did not start"
-		exit 1
-	}
-	NSD_PID=$("$SLUICE_SRC/t/nsd.sh" pid "$NSD")
-	track_pid "$NSD_PID"
-}
-nsd_start
+nsd_start "$NSD"
 
 ZONES='zen.sluice.test*3,bl.sluice.test=127.0.0.[2..4]*2,low.sluice.test,wl.sluice.test*-5'
 SLUICE_CONF_BASE="local_domains sluice.test
@@ -221,7 +213,7 @@ m=$(log_mark)
 is "$(rcpt 192.0.2.17)" "250 2.1.5 Ok" "cache: a verdict that rested on a failure was not cached"
 log_has "$(log_after "$m")" 'verdict=pass client=\[192\.0\.2\.17\] .*failed=' \
 	"cache: ... it was looked up again (and failed: NSD is down)"
-nsd_start
+nsd_start "$NSD"
 
 # ---------------------------------------------------------------- B: check_at
 sluice_restart b <<EOF

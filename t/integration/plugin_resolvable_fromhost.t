@@ -46,11 +46,7 @@ mx6       AAAA 2001:db8::25
 lame      MX 10 mx.unserved.test.
 EOF
 "$SLUICE_SRC/t/nsd.sh" zone "$RUN/nsd" rfh.test "$RUN/rfh.test.zone"
-"$SLUICE_SRC/t/nsd.sh" start "$RUN/nsd" || {
-	echo "Bail out! nsd did not start"
-	exit 1
-}
-track_pid "$("$SLUICE_SRC/t/nsd.sh" pid "$RUN/nsd")"
+nsd_start "$RUN/nsd"
 
 SLUICE_CONF_BASE="local_domains sluice.test
 relay_clients 192.0.2.0/24

@@ -57,11 +57,7 @@ EOF
 for z in dbl rhs dwl; do
 	"$SLUICE_SRC/t/nsd.sh" zone "$NSD" "$z.sluice.test" "$RUN/$z.zone"
 done
-"$SLUICE_SRC/t/nsd.sh" start "$NSD" || {
-	echo "Bail out! nsd did not start"
-	exit 1
-}
-track_pid "$("$SLUICE_SRC/t/nsd.sh" pid "$NSD")"
+nsd_start "$NSD"
 
 ZONES='dbl.sluice.test=127.0.1.[2..99]*2,rhs.sluice.test,dwl.sluice.test*-2'
 SLUICE_CONF_BASE="local_domains sluice.test

@@ -50,11 +50,7 @@ Z
 } >"$RUN/multi.surbl.test.zone"
 "$SLUICE_SRC/t/nsd.sh" zone "$RUN/nsd" multi.uribl.test "$RUN/multi.uribl.test.zone"
 "$SLUICE_SRC/t/nsd.sh" zone "$RUN/nsd" multi.surbl.test "$RUN/multi.surbl.test.zone"
-"$SLUICE_SRC/t/nsd.sh" start "$RUN/nsd" || {
-	echo "Bail out! nsd did not start"
-	exit 1
-}
-track_pid "$("$SLUICE_SRC/t/nsd.sh" pid "$RUN/nsd")"
+nsd_start "$RUN/nsd"
 
 ZONES=multi.uribl.test:0x0e,multi.surbl.test:0xfe
 SLUICE_CONF_BASE="local_domains sluice.test

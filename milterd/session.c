@@ -1270,7 +1270,6 @@ eom_done(struct sl_conn *c, enum sl_verdict v, const struct sl_reply *r,
 {
 	struct msess *s = arg;
 	struct sl_txn *t = c->txn;
-	char results[512];
 
 	s->busy = false;
 	sl_timer_cancel(&s->progress);
@@ -1281,11 +1280,7 @@ eom_done(struct sl_conn *c, enum sl_verdict v, const struct sl_reply *r,
 	} else {
 		emit_edits(s);
 		put_simple(s, SL_SMFIR_CONTINUE);
-		sl_conn_outcomes_line(c, results, sizeof(results));
-		sl_log(LOG_INFO, c->id,
-		    "accepted txn=%s size=%llu rcpts=%zu%s%s", t->id,
-		    (unsigned long long)t->size, t->nrcpts,
-		    results[0] != '\0' ? " results=" : "", results);
+		sl_conn_log_accepted(c, "accepted");
 	}
 	s->state = MS_ENDM;
 	s->msg_done = true;

@@ -506,8 +506,9 @@ sl_conn_outcome_set(struct sl_conn *c, const char *name, const char *outcome,
 		free(v);
 }
 
-size_t
-sl_conn_outcomes_line(const struct sl_conn *c, char *buf, size_t size)
+/* The outcomes as "NAME:OUTCOME,..." into buf, as many as fit. */
+static void
+outcomes_line(const struct sl_conn *c, char *buf, size_t size)
 {
 	const size_t pre = RESULT_PREFIX_LEN;
 	const struct sl_kv *e;
@@ -530,7 +531,18 @@ sl_conn_outcomes_line(const struct sl_conn *c, char *buf, size_t size)
 		o += vn;
 		buf[o] = '\0';
 	}
-	return o;
+}
+
+void
+sl_conn_log_accepted(const struct sl_conn *c, const char *verb)
+{
+	const struct sl_txn *t = c->txn;
+	char results[512];
+
+	outcomes_line(c, results, sizeof(results));
+	sl_log(LOG_INFO, c->id, "%s txn=%s size=%llu rcpts=%zu%s%s", verb,
+	    t->id, (unsigned long long)t->size, t->nrcpts,
+	    results[0] != '\0' ? " results=" : "", results);
 }
 
 void

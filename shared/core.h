@@ -254,12 +254,12 @@ void sl_conn_free(struct sl_conn **cp);
  */
 void sl_conn_identity_reset(struct sl_conn *c);
 /*
- * The plugins' outcomes so far as "NAME:OUTCOME,NAME:OUTCOME" (the first
- * word of each result.NAME note, in the order they came), for the line
- * that logs an accepted message; as many as fit in buf.  Returns the
- * length ("" and 0 for none).
+ * Logs the message c->txn as accepted, both front ends' one line a
+ * message: "VERB txn=ID size=N rcpts=N results=NAME:OUTCOME,..." (the
+ * first word of each result.NAME note, in the order they came, as many
+ * as fit; no results= without any).
  */
-size_t sl_conn_outcomes_line(const struct sl_conn *c, char *buf, size_t size);
+void sl_conn_log_accepted(const struct sl_conn *c, const char *verb);
 /* Sets remote_ip/port/addr from a sockaddr (or numeric text). */
 void sl_conn_set_remote(struct sl_conn *c, const void *sa, size_t salen);
 int sl_conn_set_remote_text(struct sl_conn *c, const char *ip,

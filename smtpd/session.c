@@ -1244,15 +1244,11 @@ queue_done(struct sl_conn *c, enum sl_verdict v, const struct sl_reply *r,
     void *arg)
 {
 	struct smtp *s = arg;
-	char text[128], results[512];
+	char text[128];
 
 	if (v == SL_OK || v == SL_DONE || v == SL_DISCARD) {
 		snprintf(text, sizeof(text), "Ok: queued as %s", c->txn->id);
-		sl_conn_outcomes_line(c, results, sizeof(results));
-		sl_log(LOG_INFO, c->id, "queued txn=%s size=%llu rcpts=%zu%s%s",
-		    c->txn->id, (unsigned long long)c->txn->size,
-		    c->txn->nrcpts, results[0] != '\0' ? " results=" : "",
-		    results);
+		sl_conn_log_accepted(c, "queued");
 		reply_verdict(s, SL_OK, r, 250, "2.0.0", text);
 	} else if (v == SL_DECLINED) {
 		sl_log(LOG_WARNING, c->id,

@@ -427,9 +427,6 @@ dnsbl_check(struct dnsbl *st, struct sl_hookctx *ctx, enum sl_hook_id h)
 	return v;
 }
 
-static const uint8_t v4mapped[12] = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff,
-	0xff };
-
 static enum sl_verdict
 dnsbl_connect(void *state, struct sl_hookctx *ctx)
 {
@@ -452,7 +449,7 @@ dnsbl_connect(void *state, struct sl_hookctx *ctx)
 	d->conn = conn;
 	d->name = sl_hook_plugin_name(ctx);
 	/* an IPv4-mapped IPv6 address is looked up as the IPv4 one */
-	if (memcmp(addr, v4mapped, sizeof(v4mapped)) == 0)
+	if (sl_addr_is_v4(addr))
 		snprintf(d->ip, sizeof(d->ip), "%u.%u.%u.%u", addr[12],
 		    addr[13], addr[14], addr[15]);
 	else

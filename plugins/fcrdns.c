@@ -406,8 +406,6 @@ fc_verdict(struct fc_conn *fc, struct sl_hookctx *ctx)
 static enum sl_verdict
 fcrdns_connect(void *state, struct sl_hookctx *ctx)
 {
-	static const uint8_t v4mapped[12] = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-		0xff, 0xff };
 	const struct fcrdns *st = state;
 	struct sl_conn *conn = sl_hook_conn(ctx);
 	struct fc_conn *fc;
@@ -432,7 +430,7 @@ fcrdns_connect(void *state, struct sl_hookctx *ctx)
 		fc_finish(fc, FC_SKIP, "no-address");
 		return SL_DECLINED;
 	}
-	fc->v6 = memcmp(fc->addr, v4mapped, sizeof(v4mapped)) != 0;
+	fc->v6 = !sl_addr_is_v4(fc->addr);
 	if (!fc->v6) /* "::ffff:192.0.2.1" is looked up as 192.0.2.1 */
 		inet_ntop(AF_INET, fc->addr + 12, fc->ip, sizeof(fc->ip));
 	if (sl_cidrlist_match(&st->skip_networks, fc->addr)) {

@@ -196,11 +196,10 @@ static bool
 is_loopback(const struct helo_conn *hc)
 {
 	static const uint8_t lo6[16] = { [15] = 1 };
-	static const uint8_t v4mapped[12] = { [10] = 0xff, [11] = 0xff };
 
 	if (hc->v6)
 		return memcmp(hc->addr, lo6, 16) == 0;
-	return memcmp(hc->addr, v4mapped, 12) == 0 && hc->addr[12] == 127;
+	return sl_addr_is_v4(hc->addr) && hc->addr[12] == 127;
 }
 
 /*
@@ -441,7 +440,6 @@ dns_answer(void *arg, const struct sl_dns_result *r)
 static void
 hc_judge(struct helo_conn *hc, const char *name)
 {
-	static const uint8_t v4mapped[12] = { [10] = 0xff, [11] = 0xff };
 	struct sl_conn *conn = hc->conn;
 	enum reason r;
 	int family;
@@ -450,8 +448,7 @@ hc_judge(struct helo_conn *hc, const char *name)
 	hc->name = sl_xstrdup(name);
 	snprintf(hc->ip, sizeof(hc->ip), "%s", sl_conn_remote_ip(conn));
 	family = sl_conn_remote_addr(conn, hc->addr);
-	hc->v6 = family == AF_INET6 &&
-	    memcmp(hc->addr, v4mapped, sizeof(v4mapped)) != 0;
+	hc->v6 = family == AF_INET6 && !sl_addr_is_v4(hc->addr);
 	hc->via = policy_choices[hc->st->policy];
 	if (family != AF_INET && family != AF_INET6) {
 		/* No IP client (a session on standard input): syntax only. */

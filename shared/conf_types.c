@@ -47,6 +47,12 @@ sl_addr_parse(const char *s, uint8_t addr16_r[16])
 	return 0;
 }
 
+bool
+sl_addr_is_v4(const uint8_t addr16[16])
+{
+	return memcmp(addr16, v4_mapped_prefix, sizeof(v4_mapped_prefix)) == 0;
+}
+
 /* Parses 1 to 3 decimal digits no greater than max. */
 static int
 parse_prefix(const char *s, unsigned int max, unsigned int *prefix_r)

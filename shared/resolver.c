@@ -133,8 +133,7 @@ sl_dns_status_name(enum sl_dns_status s)
 bool
 sl_dns_has_addr(const struct sl_dns_result *r, const uint8_t addr[16])
 {
-	static const uint8_t v4mapped[12] = { [10] = 0xff, [11] = 0xff };
-	bool v4 = memcmp(addr, v4mapped, sizeof(v4mapped)) == 0;
+	bool v4 = sl_addr_is_v4(addr);
 	size_t i;
 
 	if (r->type != (v4 ? SL_DNS_A : SL_DNS_AAAA))

@@ -74,6 +74,8 @@ bool sl_cidrlist_match(const struct sl_cidrlist *l, const uint8_t addr16[16]);
 int sl_cidr_parse(const char *s, struct sl_cidr *c_r);
 /* Parses a numeric IPv4 or IPv6 address into the 16-byte form. 0 or -1. */
 int sl_addr_parse(const char *s, uint8_t addr16_r[16]);
+/* true if addr16 is an IPv4 address (::ffff:a.b.c.d, the last 4 bytes) */
+bool sl_addr_is_v4(const uint8_t addr16[16]);
 /* true if item is in the list (ASCII case-insensitive) */
 bool sl_strlist_has(const struct sl_strlist *l, const char *item);
 

@@ -1331,10 +1331,14 @@ test_addr_parse(void **state)
 	assert_int_equal(a[11], 0xff);
 	assert_int_equal(a[12], 192);
 	assert_int_equal(a[15], 1);
+	assert_true(sl_addr_is_v4(a));
 	assert_int_equal(sl_addr_parse("2001:db8::1", a), 0);
 	assert_int_equal(a[0], 0x20);
 	assert_int_equal(a[1], 0x01);
 	assert_int_equal(a[15], 1);
+	assert_false(sl_addr_is_v4(a));
+	assert_int_equal(sl_addr_parse("::192.0.2.1", a), 0); /* compatible */
+	assert_false(sl_addr_is_v4(a));
 	for (i = 0; i < SL_NELEM(bad); i++) {
 		if (sl_addr_parse(bad[i], a) != -1)
 			fail_msg("'%s' parsed", bad[i]);
